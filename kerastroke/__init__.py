@@ -1,0 +1,26 @@
+"""kerastroke: training-time plasticity for Keras 3.
+
+Selectors choose entries, mutators give them new values, schedules say how
+much at each step; a `Rule` joins one of each and a `PlasticityCallback`
+applies rules to a model's weights during `fit`. `Stroke`, `Pruning` and
+`NeuroPlast` are ready-made rule sets with the parameters of kerastroke 2.x.
+"""
+
+from kerastroke import schedules
+from kerastroke.core.callback import PlasticityCallback
+from kerastroke.core.types import Rule
+from kerastroke.strategies import mutators, selectors
+from kerastroke.strategies.presets import NeuroPlast, Pruning, Stroke
+
+__version__ = "3.0.0.dev0"
+
+__all__ = [
+    "NeuroPlast",
+    "PlasticityCallback",
+    "Pruning",
+    "Rule",
+    "Stroke",
+    "mutators",
+    "schedules",
+    "selectors",
+]

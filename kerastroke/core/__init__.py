@@ -1,0 +1,1 @@
+"""The engine: piece types, the one place that writes weights, and the callback."""

@@ -1,0 +1,1 @@
+"""Strategies: the built-in selectors and mutators, and the presets built from them."""

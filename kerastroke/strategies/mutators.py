@@ -1,0 +1,132 @@
+"""Mutators: `mutate(weights, mask, seed) -> new weights`, *what* entries become.
+
+A mutator returns an array of the weights' shape and dtype in which every
+entry outside `mask` keeps its exact bits. Random mutators draw one value per
+selected entry, in flat (row-major) order, so their cost grows with the number
+of selected entries rather than with the size of the tensor.
+"""
+
+import math
+
+import attrs
+import keras
+from keras import ops
+
+from kerastroke.core import arrays, checks
+from kerastroke.core.serialization import register
+
+
+def _inputs(weights, mask):
+    w = arrays.tensor(weights)
+    m = arrays.tensor(mask, "bool")
+    if tuple(ops.shape(m)) != tuple(ops.shape(w)):
+        raise ValueError(
+            f"`mask` must have the weights' shape {tuple(ops.shape(w))}. "
+            f"Received: mask.shape={tuple(ops.shape(m))}"
+        )
+    return w, m
+
+
+def _draw_dtype(dtype):
+    # Half-precision draws are made in float32 and rounded once.
+    return "float64" if dtype == "float64" else "float32"
+
+
+@register("mutators.uniform")
+@attrs.frozen
+class Uniform:
+    """New values drawn from U[low, high), each representable in the weights' dtype.
+
+    In a low-precision dtype a draw that rounds to `high` or beyond, or below
+    `low`, is clamped to the nearest value of that dtype inside [low, high),
+    so the bounds are never silently widened. `low == high` sets every
+    selected entry to that value.
+
+    Args:
+        low: Finite lower bound, inclusive.
+        high: Finite upper bound, exclusive; `high >= low`.
+
+    Example:
+    >>> import numpy as np
+    >>> w = np.zeros(4, "float32")
+    >>> new = uniform(-0.05, 0.05)(w, np.array([True, False, True, False]), seed=1)
+    >>> bool(np.all(np.abs(new) < 0.05)), new[1] == 0.0, new[3] == 0.0
+    (True, True, True)
+    """
+
+    low: float
+    high: float
+
+    def __attrs_post_init__(self):
+        low, high = checks.ordered("low", self.low, "high", self.high)
+        checks.finite("low", low)
+        checks.finite("high", high)
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    def bounds(self, dtype):
+        """The smallest and largest values of `dtype` a draw may take."""
+        lo = arrays.at_least(self.low, dtype)
+        hi = arrays.at_most(self.high, dtype, strict=self.low < self.high)
+        if not lo <= hi:
+            raise ValueError(
+                f"No {dtype} value lies in [low, high) = [{self.low!r}, {self.high!r}): "
+                "widen the bounds or use a wider dtype."
+            )
+        return lo, hi
+
+    def __call__(self, weights, mask, seed):
+        w, m = _inputs(weights, mask)
+        selected = arrays.count(m)
+        if selected == 0:
+            return arrays.like(w, weights)
+        dtype = arrays.dtype_name(w)
+        lo, hi = self.bounds(dtype)
+        draws = keras.random.uniform(
+            (selected,), self.low, self.high, dtype=_draw_dtype(dtype), seed=seed
+        )
+        draws = ops.clip(ops.cast(draws, dtype), arrays.tensor(lo, dtype), arrays.tensor(hi, dtype))
+        return arrays.like(arrays.put(w, m, draws), weights)
+
+
+@register("mutators.constant")
+@attrs.frozen
+class Constant:
+    """Selected entries become `value`.
+
+    Args:
+        value: Finite float (0.0 included), stored exactly as the weights'
+            dtype rounds it; a value that overflows that dtype is an error.
+
+    Example:
+    >>> import numpy as np
+    >>> constant(0.5)(np.zeros(3, "float32"), np.array([True, False, True]), 0).tolist()
+    [0.5, 0.0, 0.5]
+    """
+
+    value: float = attrs.field(converter=lambda v: checks.finite("value", v))
+
+    def __call__(self, weights, mask, seed):
+        w, m = _inputs(weights, mask)
+        dtype = arrays.dtype_name(w)
+        rounded = arrays.numpy_dtype(dtype).type(self.value)
+        if not math.isfinite(float(rounded)):
+            raise ValueError(
+                f"`value`={self.value!r} is not representable in {dtype}: it overflows to {rounded}."
+            )
+        return arrays.like(ops.where(m, arrays.tensor(rounded, dtype), w), weights)
+
+
+def zero():
+    """Selected entries become 0.0: `constant(0.0)`.
+
+    Example:
+    >>> import numpy as np
+    >>> zero()(np.ones(3, "float32"), np.array([False, True, False]), 0).tolist()
+    [1.0, 0.0, 1.0]
+    """
+    return Constant(0.0)
+
+
+uniform = Uniform
+constant = Constant
