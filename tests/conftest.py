@@ -1,0 +1,18 @@
+"""Test settings shared by every module: quiet TensorFlow, Hypothesis profiles."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Eager backend ops make the first examples slow; time is checked by the suite, not per example.
+settings.register_profile(
+    "default",
+    deadline=None,
+    max_examples=40,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=400)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
