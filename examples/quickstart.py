@@ -16,7 +16,7 @@ keras.utils.set_random_seed(0)
 model = keras.Sequential(
     [keras.Input((16,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(2)]
 )
-model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
+model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
 
 # Re-initialise a quarter of the weights near zero, less each epoch, for 4 epochs.
 rewire = Rule(

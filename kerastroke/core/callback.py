@@ -33,32 +33,53 @@ def _frequency(frequency):
     return checks.integer("frequency", frequency, minimum=1)
 
 
+def _verbose(verbose):
+    if isinstance(verbose, bool):
+        return int(verbose)
+    return checks.integer("verbose", verbose, minimum=0)
+
+
+def _name(name, default):
+    if name is None:
+        return default
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"`name` must be a non-empty string. Received: name={name!r}")
+    return name
+
+
 class PlasticityCallback(keras.callbacks.Callback):
     """Applies plasticity rules to a model's weights during training.
 
     At the end of each epoch (or every `frequency` optimizer steps) each rule
     runs, in order, on every targeted variable: the schedule gives an amount
     for the step, the selector picks entries, the mutator gives their new
-    values, and the variable is written once.
+    values, and the variable is written once, after every rule has run.
 
     The step is the absolute epoch index (so `initial_epoch` and resumed
     training follow the same schedule) or, at batch frequency, the optimizer's
-    step count. Every random draw depends only on (seed, step, variable path,
-    rule), so the same seed gives the same weights.
+    step count (`model.optimizer.iterations`). Every random draw depends only
+    on (seed, step, variable, rule), where a variable is known by its position
+    in `model.weights`: the same seed gives the same weights, whatever the
+    model and its layers are named, and training resumed with `initial_epoch`
+    repeats a straight run.
 
-    After each application `logs` gains `<name>_changed` (entries that
+    After each application `logs` gains `<name>_changed` (entries whose value
     changed) and `<name>_fraction` (that count over all targeted entries);
-    History and TensorBoard record them. At batch frequency the epoch's logs
-    carry the totals over the epoch.
+    History and TensorBoard record them. At batch frequency the batch logs of
+    an application carry its figures, and the epoch logs carry the total
+    changed over the epoch and the mean fraction per application.
 
     Args:
         rules: A `Rule` or a list of them, applied in order.
         layers: None for the whole model, or a list of layer indices (as in
-            `model.layers[i]`) and/or layer names.
-        weights: Touch kernels: trainable float variables with 2+ dimensions.
-        biases: Touch variables named `bias`.
-        frequency: "epoch", or an int N to apply every N optimizer steps.
-        seed: Base seed (int >= 0). None picks one, kept in `self.seed`.
+            `model.layers[i]`) and/or layer names (nested layers included).
+        weights: Touch kernels: trainable float variables with 2+ dimensions
+            that are not named `bias`.
+        biases: Touch trainable float variables named `bias`.
+        frequency: "epoch", or an int N to apply whenever the optimizer's step
+            count reaches a multiple of N.
+        seed: Base seed (int >= 0). None picks one, kept in `self.seed` and
+            in `get_config()`.
         verbose: 1 prints a line per application.
         name: Prefix of the keys written into `logs`.
 
@@ -67,10 +88,13 @@ class PlasticityCallback(keras.callbacks.Callback):
     >>> from kerastroke import PlasticityCallback, Rule, selectors, mutators
     >>> prune_small = Rule(selectors.value_range(-0.01, 0.01), mutators.zero())
     >>> callback = PlasticityCallback([prune_small], seed=0)
+    >>> callback.get_config()["seed"]
+    0
     >>> # model.fit(x, y, epochs=5, callbacks=[callback])
     """
 
     default_name = "plasticity"
+    _warn_stacklevel = 2  # Subclasses that wrap __init__ point warnings at their caller.
 
     def __init__(
         self,
@@ -90,15 +114,18 @@ class PlasticityCallback(keras.callbacks.Callback):
         self.biases = checks.boolean("biases", biases)
         self.frequency = _frequency(frequency)
         self.seed = seeds.fresh() if seed is None else checks.integer("seed", seed, minimum=0)
-        self.verbose = checks.integer("verbose", verbose, minimum=0)
-        self.name = self.default_name if name is None else str(name)
+        self.verbose = _verbose(verbose)
+        self.name = _name(name, self.default_name)
         if not (self.weights or self.biases):
             warnings.warn(
                 f"{type(self).__name__}: weights=False and biases=False: nothing will be changed.",
-                stacklevel=2,
+                stacklevel=self._warn_stacklevel,
             )
         self._targets = None
+        self._positions = None
+        self._last_iteration = 0
         self._epoch_changed = 0
+        self._epoch_fractions = []
         if self.frequency != "epoch":
             # Defined per instance so epoch-frequency callbacks keep Keras's
             # asynchronous batch dispatch.
@@ -107,16 +134,37 @@ class PlasticityCallback(keras.callbacks.Callback):
     # -- what to touch -------------------------------------------------------
 
     def targeted_variables(self):
-        """The variables this callback writes, resolved against `self.model`."""
+        """The variables this callback writes, resolved against `self.model`.
+
+        Raises:
+            ValueError: if an entry of `layers` names no layer of the model.
+        """
         return targets.variables(self.model, self.layers, self.weights, self.biases)
+
+    def variable_seed(self, variable, step):
+        """The seed of `variable`'s draws at `step`, as `write.apply_rules` takes it.
+
+        It depends on the base seed, the step and the variable's position in
+        `model.weights` only, so identical models draw identically.
+        """
+        positions = self._positions
+        if positions is None or id(variable) not in positions:
+            positions = targets.positions(self.model)
+        position = positions.get(id(variable), variable.path)
+        return seeds.derive(self.seed, step, position)
 
     def on_train_begin(self, logs=None):
         self._targets = self.targeted_variables()
+        self._positions = targets.positions(self.model)
+        self._epoch_changed = 0
+        self._epoch_fractions = []
+        if self.frequency != "epoch":
+            self._last_iteration = self._iterations()
         if not self._targets:
             warnings.warn(
                 f"{type(self).__name__} targets no variable of model '{self.model.name}' "
-                f"(layers={self.layers}, weights={self.weights}, biases={self.biases}): "
-                "it will change nothing.",
+                f"(layers={None if self.layers is None else list(self.layers)}, "
+                f"weights={self.weights}, biases={self.biases}): it will change nothing.",
                 stacklevel=2,
             )
 
@@ -125,8 +173,13 @@ class PlasticityCallback(keras.callbacks.Callback):
     def apply(self, step):
         """Applies every rule once at `step` to every targeted variable.
 
+        Args:
+            step: The epoch index, or the optimizer's step count at batch
+                frequency; passed to every rule's schedule.
+
         Returns:
-            A dict `{"changed": int, "fraction": float}`.
+            A dict `{"changed": int, "fraction": float}`: entries whose value
+            changed, and that count over all targeted entries.
         """
         model = self.model  # On JAX this syncs the trainer's state into the variables.
         variables = self._targets if self._targets is not None else self.targeted_variables()
@@ -138,12 +191,12 @@ class PlasticityCallback(keras.callbacks.Callback):
                     variable,
                     self.rules,
                     step,
-                    seeds.derive(self.seed, step, variable.path),
+                    self.variable_seed(variable, step),
                     rule_amounts=rule_amounts,
                 )
         size = sum(_size(v) for v in variables)
         fraction = changed / size if size else 0.0
-        if self.verbose:
+        if self.verbose and any(rule_amounts):
             print(
                 f"{type(self).__name__} at step {step}: changed {changed} of {size} "
                 f"entries ({fraction:.2%}) in {len(variables)} variables of '{model.name}'."
@@ -157,26 +210,36 @@ class PlasticityCallback(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_changed = 0
+        self._epoch_fractions = []
 
     def on_epoch_end(self, epoch, logs=None):
         if self.frequency == "epoch":
             result = self.apply(epoch)
             self._log(logs, result["changed"], result["fraction"])
         else:
-            size = sum(_size(v) for v in self._targets or ())
-            self._log(logs, self._epoch_changed, self._epoch_changed / size if size else 0.0)
+            fractions = self._epoch_fractions
+            mean = sum(fractions) / len(fractions) if fractions else 0.0
+            self._log(logs, self._epoch_changed, mean)
+
+    def _iterations(self):
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def _on_train_batch_end(self, batch, logs=None):
-        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        if step % self.frequency:
+        step = self._iterations()
+        previous, self._last_iteration = self._last_iteration, step
+        # With steps_per_execution > 1 the count moves by several steps per
+        # call: apply once whenever it passes a multiple of `frequency`.
+        if step // self.frequency == previous // self.frequency:
             return
         result = self.apply(step)
         self._epoch_changed += result["changed"]
+        self._epoch_fractions.append(result["fraction"])
         self._log(logs, result["changed"], result["fraction"])
 
     # -- config --------------------------------------------------------------
 
     def get_config(self):
+        """The constructor's arguments; raises TypeError for unregistered pieces."""
         return {
             "rules": [rule.get_config() for rule in self.rules],
             "layers": None if self.layers is None else list(self.layers),

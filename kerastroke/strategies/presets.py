@@ -6,8 +6,10 @@ Each preset accepts both parameter spellings that kerastroke 2.x published
 unchanged. They act on every targeted layer, not only the first.
 """
 
+import warnings
+
 from kerastroke import schedules
-from kerastroke.core import checks
+from kerastroke.core import checks, targets
 from kerastroke.core.callback import PlasticityCallback
 from kerastroke.core.types import Rule
 from kerastroke.strategies import mutators, selectors
@@ -25,25 +27,44 @@ def _either(name, value, alias, alias_value, default=None):
     return default if alias_value is None else alias_value
 
 
+def _biases(biases, do_biases):
+    for name, flag in (("biases", biases), ("do_biases", do_biases)):
+        if flag is not None:
+            checks.boolean(name, flag)
+    return _either("biases", biases, "do_biases", do_biases, default=False)
+
+
+def _layers(layers, indeces):
+    return _either(
+        "layers", targets.check_layers(layers), "indeces", targets.check_layers(indeces)
+    )
+
+
 def _cutoff(cutoff):
-    checks.integer("cutoff", cutoff, minimum=-1)
-    return cutoff
+    """-1 (or None) runs for every epoch; otherwise the number of epochs."""
+    if cutoff is None:
+        return -1
+    return checks.integer("cutoff", cutoff, minimum=-1)
 
 
 def _new_values(value, value_name, low_bound, high_bound):
-    if value is not None:
-        checks.finite(value_name, value)
-        return mutators.constant(value)
+    # The bounds are checked even when `value` makes them unused.
     low, high = checks.ordered("low_bound", low_bound, "high_bound", high_bound)
     checks.finite("low_bound", low)
     checks.finite("high_bound", high)
+    if value is not None:
+        return mutators.constant(checks.finite(value_name, value))
     return mutators.uniform(low, high)
 
 
 class _Preset(PlasticityCallback):
     """Shared plumbing: presets serialise their own parameters, not their rules."""
 
+    # Construction warnings point past Stroke.__init__ and _Preset.__init__.
+    _warn_stacklevel = 4
+
     def __init__(self, rules, params, *, layers, do_weights, biases, frequency, seed, verbose, name):
+        checks.boolean("do_weights", do_weights)
         self._params = params
         super().__init__(
             rules,
@@ -80,7 +101,8 @@ class Stroke(_Preset):
     each targeted tensor, without replacement; they become `value` if given,
     else a draw from U[low_bound, high_bound). The ratio at epoch `e` is
     `min(1, volatility_ratio * decay**e)`, and nothing happens from epoch
-    `cutoff` on.
+    `cutoff` on. `e` is the absolute epoch index, so `initial_epoch` resumes
+    the schedule; with `frequency=N` it is the optimizer's step count instead.
 
     Args:
         value: If set, re-initialised entries take this value (0.0 included).
@@ -88,7 +110,8 @@ class Stroke(_Preset):
         low_bound: Lowest re-initialised value.
         high_bound: Highest re-initialised value (exclusive).
         volatility_ratio: Fraction of entries re-initialised per epoch, in [0, 1].
-        cutoff: Number of epochs Stroke runs for; -1 for all of them.
+        cutoff: Number of epochs (steps, at batch frequency) Stroke runs for;
+            -1 or None for all of them.
         decay: Factor on the ratio per epoch (may exceed 1; the ratio stops at 1.0).
         indeces: 2.0 spelling of `layers`.
         layers: Layer indices and/or names; None for the whole model.
@@ -129,13 +152,13 @@ class Stroke(_Preset):
         name=None,
     ):
         value = _either("value", value, "set_value", set_value)
-        layers = _either("layers", layers, "indeces", indeces)
-        biases = _either("biases", biases, "do_biases", do_biases, default=False)
+        layers = _layers(layers, indeces)
+        biases = _biases(biases, do_biases)
         ratio = checks.fraction("volatility_ratio", volatility_ratio)
         rate = 1.0 if decay is None else checks.non_negative("decay", decay)
         rule = Rule(
             selectors.random_fraction(),
-            _new_values(value, "value", low_bound, high_bound),
+            _new_values(value, "value" if set_value is None else "set_value", low_bound, high_bound),
             schedules.cutoff(schedules.decay(ratio, rate), _cutoff(cutoff)),
         )
         params = {
@@ -163,7 +186,8 @@ class Pruning(_Preset):
         set_value: 2.1 spelling of `value`.
         min_value: Lowest value pruned (inclusive).
         max_value: Highest value pruned (inclusive).
-        cutoff: Number of epochs Pruning runs for; -1 for all of them.
+        cutoff: Number of epochs (steps, at batch frequency) Pruning runs
+            for; -1 or None for all of them.
         biases: Also touch biases.
         do_biases: 2.1 spelling of `biases`.
         do_weights: Touch kernels.
@@ -201,10 +225,10 @@ class Pruning(_Preset):
         name=None,
     ):
         value = _either("value", value, "set_value", set_value, default=0.0)
-        layers = _either("layers", layers, "indeces", indeces)
-        biases = _either("biases", biases, "do_biases", do_biases, default=False)
+        layers = _layers(layers, indeces)
+        biases = _biases(biases, do_biases)
         low, high = checks.ordered("min_value", min_value, "max_value", max_value)
-        checks.finite("value", value)
+        checks.finite("value" if set_value is None else "set_value", value)
         rule = Rule(
             selectors.value_range(low, high),
             mutators.constant(value),
@@ -227,8 +251,12 @@ class NeuroPlast(_Preset):
     2. Entries in [min_value, max_value] become `set_value` if given, else a
        draw from U[low_bound, high_bound).
 
+    Rule 2 sees rule 1's result: entries pruned to a `value` inside
+    [min_value, max_value] (0.0, by default) are re-initialised at once.
+
     Args:
-        value: The value of rule 1 (the 2.0 README's "pruned weights" value).
+        value: The value of rule 1 (the 2.0 README's "pruned weights" value);
+            without `pruning_min` and `pruning_max` it has no effect and warns.
         set_value: If set, rule 2 writes this value instead of a random one.
         min_value: Lowest value re-initialised (inclusive).
         max_value: Highest value re-initialised (inclusive).
@@ -236,7 +264,8 @@ class NeuroPlast(_Preset):
         high_bound: Highest re-initialised value (exclusive).
         pruning_min: Lowest value pruned by rule 1.
         pruning_max: Highest value pruned by rule 1.
-        cutoff: Number of epochs NeuroPlast runs for; -1 for all of them.
+        cutoff: Number of epochs (steps, at batch frequency) NeuroPlast runs
+            for; -1 or None for all of them.
         biases: Also touch biases.
         do_biases: 2.1 spelling of `biases`.
         do_weights: Touch kernels.
@@ -277,8 +306,8 @@ class NeuroPlast(_Preset):
         verbose=0,
         name=None,
     ):
-        layers = _either("layers", layers, "indeces", indeces)
-        biases = _either("biases", biases, "do_biases", do_biases, default=False)
+        layers = _layers(layers, indeces)
+        biases = _biases(biases, do_biases)
         schedule = schedules.cutoff(schedules.constant(1.0), _cutoff(cutoff))
         rules = []
         if (pruning_min is None) != (pruning_max is None):
@@ -286,10 +315,17 @@ class NeuroPlast(_Preset):
                 "`pruning_min` and `pruning_max` go together: give both or neither. "
                 f"Received: pruning_min={pruning_min!r}, pruning_max={pruning_max!r}"
             )
+        prune_value = 0.0 if value is None else checks.finite("value", value)
         if pruning_min is not None:
             low, high = checks.ordered("pruning_min", pruning_min, "pruning_max", pruning_max)
-            prune_value = 0.0 if value is None else checks.finite("value", value)
             rules.append(Rule(selectors.value_range(low, high), mutators.constant(prune_value), schedule))
+        elif value is not None:
+            warnings.warn(
+                f"NeuroPlast: `value`={value!r} is the value pruned entries take and has no "
+                "effect without `pruning_min` and `pruning_max`; to re-initialise entries "
+                "to a fixed value, pass `set_value`.",
+                stacklevel=2,
+            )
         low, high = checks.ordered("min_value", min_value, "max_value", max_value)
         rules.append(
             Rule(
