@@ -16,6 +16,15 @@ def tensor(x, dtype=None):
     return ops.convert_to_tensor(x, dtype=dtype)
 
 
+def scalar(value, dtype):
+    """A 0-d tensor holding `value` in `dtype`, with exactly the bits NumPy gives it.
+
+    TensorFlow caches scalar constants by value, so -0.0 converted after 0.0
+    would come back as 0.0; a one-element array is not cached.
+    """
+    return ops.reshape(tensor(np.asarray([value], dtype=numpy_dtype(dtype)), dtype), ())
+
+
 def dtype_name(x):
     """The standard Keras name of `x`'s dtype, e.g. "float32" or "bfloat16"."""
     return keras.backend.standardize_dtype(x.dtype)
@@ -33,7 +42,9 @@ def numpy_dtype(name):
 def like(result, original):
     """Returns NumPy for NumPy input, the backend tensor otherwise."""
     if isinstance(original, np.ndarray):
-        return ops.convert_to_numpy(result)
+        # TensorFlow cannot hand a 0-d bfloat16 tensor to NumPy; a flat one it can.
+        flat = ops.convert_to_numpy(ops.reshape(result, (-1,)))
+        return flat.reshape(tuple(ops.shape(result)))
     return result
 
 
@@ -48,9 +59,15 @@ def _next_toward(x, upward):
     return np.nextafter(x, target)
 
 
+def _rounded(bound, dtype):
+    # A bound beyond the dtype's range rounds to +-inf; the callers step back from it.
+    with np.errstate(over="ignore"):
+        return np.asarray(bound, dtype=numpy_dtype(dtype))
+
+
 def at_least(bound, dtype):
     """The smallest value of `dtype` that is >= `bound`, as a NumPy scalar."""
-    value = np.asarray(bound, dtype=numpy_dtype(dtype))
+    value = _rounded(bound, dtype)
     if float(value) < bound:
         value = _next_toward(value, upward=True)
     return value
@@ -58,10 +75,46 @@ def at_least(bound, dtype):
 
 def at_most(bound, dtype, strict=False):
     """The largest value of `dtype` that is <= `bound` (< `bound` if strict)."""
-    value = np.asarray(bound, dtype=numpy_dtype(dtype))
+    value = _rounded(bound, dtype)
     if float(value) > bound or (strict and float(value) == bound):
         value = _next_toward(value, upward=False)
     return value
+
+
+# Float comparisons and arithmetic on device may treat subnormals as zero
+# (TensorFlow's CPU kernels set flush-to-zero), which would select or produce
+# values outside a range. Integer keys of the bit patterns order floats
+# exactly, whatever the floating-point mode.
+_BITS = {"float16": "int16", "bfloat16": "int16", "float32": "int32", "float64": "int64"}
+
+
+def _key_of_bits(bits, width):
+    # Sign-magnitude bits to a two's-complement key: -0.0 and 0.0 both map to 0.
+    magnitude = bits & (2 ** (width - 1) - 1)
+    return -magnitude if bits < 0 else magnitude
+
+
+def _scalar_key(value):
+    """The order key of a NumPy float scalar, as a Python int."""
+    int_dtype = np.dtype(_BITS[dtype_name(value)])
+    bits = int(np.asarray(value).reshape(1).view(int_dtype)[0])
+    return _key_of_bits(bits, 8 * int_dtype.itemsize)
+
+
+def _keys(x):
+    """Order keys and magnitudes (bits without the sign) of a float tensor."""
+    int_dtype = _BITS[dtype_name(x)]
+    width = 8 * np.dtype(int_dtype).itemsize
+    bits = ops.view(x, int_dtype)
+    magnitude = ops.bitwise_and(bits, tensor(2 ** (width - 1) - 1, int_dtype))
+    negative = ops.less(bits, tensor(0, int_dtype))
+    return ops.where(negative, ops.negative(magnitude), magnitude), magnitude
+
+
+def _finite(magnitude, dtype):
+    # Infinity has the largest finite magnitude's bits plus one; NaNs lie above it.
+    inf = np.asarray(np.inf, dtype=numpy_dtype(dtype))
+    return ops.less(magnitude, tensor(_scalar_key(inf), _BITS[dtype]))
 
 
 def in_range(weights, low, high):
@@ -69,13 +122,40 @@ def in_range(weights, low, high):
 
     The bounds are moved to the nearest values of the weights' own dtype that
     keep the comparison exact, so no entry outside [low, high] is selected by
-    rounding. NaN and infinite entries are never in range.
+    rounding, and the comparison runs on the bit patterns, so subnormal
+    weights are compared exactly too. NaN and infinite entries are never in
+    range.
     """
     dtype = dtype_name(weights)
-    lo = tensor(at_least(low, dtype), dtype)
-    hi = tensor(at_most(high, dtype), dtype)
-    inside = ops.logical_and(ops.greater_equal(weights, lo), ops.less_equal(weights, hi))
-    return ops.logical_and(inside, ops.isfinite(weights))
+    int_dtype = _BITS[dtype]
+    key, magnitude = _keys(weights)
+    lo = tensor(_scalar_key(at_least(low, dtype)), int_dtype)
+    hi = tensor(_scalar_key(at_most(high, dtype)), int_dtype)
+    inside = ops.logical_and(ops.greater_equal(key, lo), ops.less_equal(key, hi))
+    return ops.logical_and(inside, _finite(magnitude, dtype))
+
+
+def clamp(values, low, high):
+    """`values` clipped to [low, high], compared exactly on the bit patterns.
+
+    Args:
+        values: Float tensor; infinities are clipped too (NaN is not expected).
+        low: NumPy scalar of the values' dtype, the smallest value allowed.
+        high: NumPy scalar of the values' dtype, the largest value allowed.
+
+    Returns:
+        A tensor of the same shape and dtype.
+    """
+    dtype = dtype_name(values)
+    int_dtype = _BITS[dtype]
+    width = 8 * np.dtype(int_dtype).itemsize
+    key, _ = _keys(values)
+    key = ops.clip(key, tensor(_scalar_key(low), int_dtype), tensor(_scalar_key(high), int_dtype))
+    sign = tensor(-(2 ** (width - 1)), int_dtype)
+    bits = ops.where(
+        ops.less(key, tensor(0, int_dtype)), ops.bitwise_or(ops.negative(key), sign), key
+    )
+    return ops.view(bits, dtype)
 
 
 def _distinct_positions(size, want, seed):
@@ -114,14 +194,37 @@ def choose(eligible, amount, seed):
         `round(amount * count(eligible))` True entries, all eligible.
     """
     eligible = tensor(eligible, "bool")
-    shape = ops.shape(eligible)
-    flat = ops.reshape(eligible, (-1,))
-    total = count(flat)
-    k = round(amount * total)
+    total = count(eligible)
+    return _pick(eligible, total, round(amount * total), seed)
+
+
+def choose_count(eligible, k, seed):
+    """Picks exactly `k` of the eligible entries uniformly at random.
+
+    Args:
+        eligible: Boolean tensor of any shape: the entries that may be picked.
+        k: Python int in [0, count(eligible)].
+        seed: Python int. The same seed picks the same entries.
+
+    Returns:
+        A boolean tensor of `eligible`'s shape with exactly `k` True entries,
+        all eligible.
+    """
+    eligible = tensor(eligible, "bool")
+    total = count(eligible)
+    if not 0 <= k <= total:
+        raise ValueError(f"Cannot pick {k!r} of {total} eligible entries. Received: k={k!r}")
+    return _pick(eligible, total, k, seed)
+
+
+def _pick(eligible, total, k, seed):
+    """`k` of the `total` True entries of the boolean tensor `eligible`."""
     if k == total:
         return eligible
+    shape = ops.shape(eligible)
     if k == 0:
         return ops.zeros(shape, dtype="bool")
+    flat = ops.reshape(eligible, (-1,))
     # Drawing the smaller side keeps the rejection rounds few.
     invert = 2 * k > total
     picked = _distinct_positions(total, total - k if invert else k, seed)

@@ -6,6 +6,7 @@ but its own coordinates: no generator state, no global RNG.
 """
 
 import hashlib
+import operator
 import secrets
 
 # keras.random passes integer seeds to 32-bit seed tensors on some backends.
@@ -16,8 +17,11 @@ def derive(seed, *labels):
     """Returns a seed in [0, 2**31 - 1) that depends only on `seed` and `labels`.
 
     Args:
-        seed: A Python int.
+        seed: Any integer (Python, NumPy, or a scalar integer tensor), of any size.
         *labels: Ints or strings naming the draw (a step, a variable path, ...).
+
+    Raises:
+        TypeError: If `seed` is not an integer (None, a float, a bool).
 
     Example:
     >>> derive(7, "select") == derive(7, "select")
@@ -25,7 +29,14 @@ def derive(seed, *labels):
     >>> derive(7, "select") != derive(7, "mutate")
     True
     """
-    text = repr((int(seed),) + tuple(labels)).encode()
+    # int() would accept 1.5 or "7" and quietly give the draws of another seed.
+    try:
+        if isinstance(seed, bool):
+            raise TypeError
+        seed = operator.index(seed)
+    except TypeError:
+        raise TypeError(f"`seed` must be an integer. Received: seed={seed!r}") from None
+    text = repr((seed,) + tuple(labels)).encode()
     digest = hashlib.blake2b(text, digest_size=8).digest()
     return int.from_bytes(digest, "little") % SEED_LIMIT
 

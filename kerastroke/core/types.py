@@ -36,6 +36,14 @@ def _callable(name):
     return validate
 
 
+SCOPES = ("tensor", "global")
+
+
+def _scope(instance, attribute, value):
+    if value not in SCOPES:
+        raise ValueError(f"`scope` must be one of {SCOPES}. Received: scope={value!r}")
+
+
 def _default_schedule():
     from kerastroke.schedules import constant
 
@@ -54,6 +62,10 @@ class Rule:
         selector: Callable `(weights, amount, seed) -> bool mask`.
         mutator: Callable `(weights, mask, seed) -> new weights`.
         schedule: Callable `step -> amount`; defaults to `schedules.constant(1.0)`.
+        scope: "tensor" runs the selector on each targeted tensor on its own;
+            "global" runs it once on all targeted tensors taken together (so
+            `smallest_magnitude` ranks across the whole model and the amount
+            is a fraction of all targeted entries).
 
     Example:
     >>> from kerastroke import Rule, selectors, mutators, schedules
@@ -66,6 +78,7 @@ class Rule:
     schedule: Schedule = attrs.field(
         factory=_default_schedule, validator=_callable("schedule")
     )
+    scope: str = attrs.field(default="tensor", kw_only=True, validator=_scope)
 
     def get_config(self):
         """A JSON-ready dict; raises TypeError if a piece is an unregistered callable."""
@@ -73,8 +86,12 @@ class Rule:
             "selector": serialization.serialize(self.selector),
             "mutator": serialization.serialize(self.mutator),
             "schedule": serialization.serialize(self.schedule),
+            "scope": self.scope,
         }
 
     @classmethod
     def from_config(cls, config):
-        return cls(**{key: serialization.deserialize(value) for key, value in config.items()})
+        config = dict(config)
+        scope = config.pop("scope", "tensor")
+        pieces = {key: serialization.deserialize(value) for key, value in config.items()}
+        return cls(**pieces, scope=scope)

@@ -4,5 +4,19 @@ Any callable `step -> float in [0, 1]` works where a built-in does.
 """
 
 from kerastroke.schedules.basic import Constant, Cutoff, Decay, constant, cutoff, decay
+from kerastroke.schedules.research import Cosine, Every, Polynomial, cosine, every, polynomial
 
-__all__ = ["Constant", "Cutoff", "Decay", "constant", "cutoff", "decay"]
+__all__ = [
+    "Constant",
+    "Cosine",
+    "Cutoff",
+    "Decay",
+    "Every",
+    "Polynomial",
+    "constant",
+    "cosine",
+    "cutoff",
+    "decay",
+    "every",
+    "polynomial",
+]

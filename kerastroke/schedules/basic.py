@@ -4,6 +4,8 @@
 step count at batch frequency), so a schedule needs no state to resume.
 """
 
+import math
+
 import attrs
 
 from kerastroke.core import checks
@@ -40,6 +42,8 @@ class Decay:
     """`amount(step) = min(1.0, initial * rate ** step)`.
 
     A rate above 1 grows the amount, never past 1.0 (kerastroke 2.x's `decay`).
+    Steps and rates for which `rate ** step` overflows a float still follow
+    the formula: no OverflowError is raised.
 
     Args:
         initial: Float in [0, 1], the amount at step 0.
@@ -57,13 +61,20 @@ class Decay:
 
     def __call__(self, step):
         step = _step(step)
-        if self.initial == 0.0:
-            return 0.0
+        initial, rate = self.initial, self.rate
+        if initial == 0.0 or rate == 1.0:
+            return initial
+        if rate < 1.0:
+            # Every rate below 1 has underflowed to 0.0 by step 2**64, and a
+            # float power cannot take a step too large to convert to a float.
+            return min(1.0, initial * rate ** min(step, 2**64))
         try:
-            factor = self.rate**step
+            return min(1.0, initial * rate**step)
         except OverflowError:
-            return 1.0
-        return min(1.0, self.initial * factor)
+            # rate**step is beyond the float range; the product can still be
+            # below 1.0 when `initial` is tiny, so it is formed in logarithms.
+            log_amount = math.log(initial) + min(step, 2**64) * math.log(rate)
+            return 1.0 if log_amount >= 0.0 else math.exp(log_amount)
 
 
 def _steps(value):

@@ -10,9 +10,10 @@ import math
 
 import attrs
 import keras
+import numpy as np
 from keras import ops
 
-from kerastroke.core import arrays, checks
+from kerastroke.core import arrays, checks, seeds
 from kerastroke.core.serialization import register
 
 
@@ -50,8 +51,8 @@ class Uniform:
     >>> import numpy as np
     >>> w = np.zeros(4, "float32")
     >>> new = uniform(-0.05, 0.05)(w, np.array([True, False, True, False]), seed=1)
-    >>> bool(np.all(np.abs(new) < 0.05)), new[1] == 0.0, new[3] == 0.0
-    (True, True, True)
+    >>> bool(np.all(np.abs(new) < 0.05)), new[[1, 3]].tolist()
+    (True, [0.0, 0.0])
     """
 
     low: float
@@ -69,23 +70,35 @@ class Uniform:
         lo = arrays.at_least(self.low, dtype)
         hi = arrays.at_most(self.high, dtype, strict=self.low < self.high)
         if not lo <= hi:
+            closing = ")" if self.low < self.high else "]"
             raise ValueError(
-                f"No {dtype} value lies in [low, high) = [{self.low!r}, {self.high!r}): "
-                "widen the bounds or use a wider dtype."
+                f"No {dtype} value lies in [low, high{closing} = "
+                f"[{self.low!r}, {self.high!r}{closing}: widen the bounds or use a wider dtype."
             )
         return lo, hi
 
     def __call__(self, weights, mask, seed):
         w, m = _inputs(weights, mask)
+        dtype = arrays.dtype_name(w)
+        # Checked before anything is selected, so bounds that fit no value of
+        # the dtype fail on the first call rather than on the first selection.
+        lo, hi = self.bounds(dtype)
         selected = arrays.count(m)
         if selected == 0:
             return arrays.like(w, weights)
-        dtype = arrays.dtype_name(w)
-        lo, hi = self.bounds(dtype)
-        draws = keras.random.uniform(
-            (selected,), self.low, self.high, dtype=_draw_dtype(dtype), seed=seed
+        draw_dtype = _draw_dtype(dtype)
+        # Bounds beyond the draw dtype's range are brought inside it; after the
+        # final clamp only values of [low, high) in the weights' dtype remain.
+        a = arrays.scalar(arrays.at_least(self.low, draw_dtype), draw_dtype)
+        b = arrays.scalar(arrays.at_most(self.high, draw_dtype), draw_dtype)
+        # seeds.derive accepts any Python int, where keras.random needs a 64-bit one.
+        u = keras.random.uniform(
+            (selected,), 0.0, 1.0, dtype=draw_dtype, seed=seeds.derive(seed, "uniform")
         )
-        draws = ops.clip(ops.cast(draws, dtype), arrays.tensor(lo, dtype), arrays.tensor(hi, dtype))
+        # A convex combination cannot overflow, unlike low + (high - low) * u
+        # when the bounds are far apart.
+        draws = ops.add(ops.multiply(a, ops.subtract(1.0, u)), ops.multiply(b, u))
+        draws = arrays.clamp(ops.cast(draws, dtype), lo, hi)
         return arrays.like(arrays.put(w, m, draws), weights)
 
 
@@ -109,12 +122,13 @@ class Constant:
     def __call__(self, weights, mask, seed):
         w, m = _inputs(weights, mask)
         dtype = arrays.dtype_name(w)
-        rounded = arrays.numpy_dtype(dtype).type(self.value)
+        with np.errstate(over="ignore"):  # overflow is reported below, as an error
+            rounded = arrays.numpy_dtype(dtype).type(self.value)
         if not math.isfinite(float(rounded)):
             raise ValueError(
                 f"`value`={self.value!r} is not representable in {dtype}: it overflows to {rounded}."
             )
-        return arrays.like(ops.where(m, arrays.tensor(rounded, dtype), w), weights)
+        return arrays.like(ops.where(m, arrays.scalar(rounded, dtype), w), weights)
 
 
 def zero():
@@ -130,3 +144,15 @@ def zero():
 
 uniform = Uniform
 constant = Constant
+
+# Re-initialising mutators (distributions, Keras initializers) live in reinit.py.
+from kerastroke.strategies.reinit import (  # noqa: E402
+    DropAndGrow,
+    Initializer,
+    Normal,
+    ShrinkPerturb,
+    drop_and_grow,
+    initializer,
+    normal,
+    shrink_perturb,
+)

@@ -178,3 +178,13 @@ def complement(selector):
 
 random_fraction = RandomFraction
 value_range = ValueRange
+
+# Magnitude-ranked selectors keep their ranking machinery in magnitude.py.
+from kerastroke.strategies.magnitude import (  # noqa: E402
+    DropAndGrow,
+    SmallestMagnitude,
+    SmallestUnits,
+    drop_and_grow,
+    smallest_magnitude,
+    smallest_units,
+)

@@ -1,0 +1,168 @@
+"""Selectors that rank entries by magnitude: the pruning and sparse-training ones.
+
+They are exported from `kerastroke.selectors`; this module keeps the ranking
+machinery in one place. Ties at the threshold are broken uniformly at random,
+so every selector still picks an exact count. NaN and infinite entries are
+never eligible.
+"""
+
+import attrs
+from keras import ops
+
+from kerastroke.core import arrays, checks, seeds
+from kerastroke.core.serialization import register
+
+
+def _amount(amount):
+    return checks.fraction("amount", amount)
+
+
+def magnitude(weights):
+    """|w|, widened to float32 from half precision (exactly) so it can be ranked."""
+    wide = "float64" if arrays.dtype_name(weights) == "float64" else "float32"
+    return ops.abs(ops.cast(weights, wide))
+
+
+def smallest_scores(scores, eligible, k, seed):
+    """Boolean mask of the `k` eligible entries with the smallest `scores`.
+
+    Entries tied with the k-th smallest score are picked uniformly at random,
+    so exactly `k` entries are True.
+    """
+    eligible = arrays.tensor(eligible, "bool")
+    total = arrays.count(eligible)
+    k = min(k, total)
+    if k == 0:
+        return ops.zeros(ops.shape(eligible), dtype="bool")
+    if k == total:
+        return eligible
+    flat_scores = ops.reshape(scores, (-1,))
+    flat_eligible = ops.reshape(eligible, (-1,))
+    inf = ops.cast(float("inf"), flat_scores.dtype)
+    if 2 * k <= total:
+        # The k-th smallest is the largest of the k smallest.
+        low = ops.top_k(ops.where(flat_eligible, -flat_scores, -inf), k, sorted=False)[0]
+        threshold = -ops.min(low)
+    else:
+        # The k-th smallest is the smallest of the (total - k + 1) largest.
+        high = ops.top_k(ops.where(flat_eligible, flat_scores, -inf), total - k + 1, sorted=False)[0]
+        threshold = ops.min(high)
+    below = ops.logical_and(flat_eligible, ops.less(flat_scores, threshold))
+    ties = ops.logical_and(flat_eligible, ops.equal(flat_scores, threshold))
+    picked = ops.logical_or(below, arrays.choose_count(ties, k - arrays.count(below), seed))
+    return ops.reshape(picked, ops.shape(eligible))
+
+
+@register("selectors.smallest_magnitude")
+@attrs.frozen
+class SmallestMagnitude:
+    """Picks the `amount` fraction of eligible entries with the smallest |w|.
+
+    Eligible: every finite entry, or, with `among`, the finite entries that
+    selector picks (asked with amount 1.0). Exactly
+    `round(amount * eligible)` entries are picked; ties at the threshold are
+    broken at random. Entries already at zero rank first, so a growing amount
+    keeps earlier pruning (the masks of magnitude pruning are nested).
+
+    Args:
+        among: Optional selector restricting the eligible entries.
+
+    Example:
+    >>> import numpy as np
+    >>> w = np.array([0.5, -0.1, 0.02, -0.9, 0.3], "float32")
+    >>> smallest_magnitude()(w, 0.4, seed=0).tolist()
+    [False, True, True, False, False]
+    """
+
+    among: object = attrs.field(default=None)
+
+    def __attrs_post_init__(self):
+        if self.among is not None:
+            checks.callable_("among", self.among)
+
+    def __call__(self, weights, amount, seed):
+        amount = _amount(amount)
+        w = arrays.tensor(weights)
+        eligible = ops.isfinite(w)
+        if self.among is not None:
+            chosen = arrays.tensor(self.among(w, 1.0, seeds.derive(seed, "among")), "bool")
+            eligible = ops.logical_and(eligible, chosen)
+        k = round(amount * arrays.count(eligible))
+        return arrays.like(smallest_scores(magnitude(w), eligible, k, seed), weights)
+
+
+@register("selectors.smallest_units")
+@attrs.frozen
+class SmallestUnits:
+    """Structured selection: whole output units (or filters) with the smallest norm.
+
+    A unit is a slice along the last axis of a kernel: an output unit of a
+    Dense kernel, a filter of a Conv kernel. Units are ranked by the
+    L-`order` norm of their entries and `round(amount * units)` of the
+    smallest are picked whole. A 1-D tensor (a bias) has one entry per unit.
+    Units holding a NaN or inf are never picked.
+
+    Args:
+        order: 1 or 2, the norm used to rank units.
+
+    Example:
+    >>> import numpy as np
+    >>> w = np.array([[1.0, 0.1, -3.0], [1.0, 0.0, 2.0]], "float32")
+    >>> smallest_units()(w, 0.34, seed=0).tolist()
+    [[False, True, False], [False, True, False]]
+    """
+
+    order: int = attrs.field(default=2)
+
+    def __attrs_post_init__(self):
+        if self.order not in (1, 2):
+            raise ValueError(f"`order` must be 1 or 2. Received: order={self.order!r}")
+
+    def __call__(self, weights, amount, seed):
+        amount = _amount(amount)
+        w = arrays.tensor(weights)
+        shape = ops.shape(w)
+        units = ops.reshape(w, (-1, shape[-1])) if len(shape) else ops.reshape(w, (1, 1))
+        magnitude = ops.abs(ops.cast(units, "float32"))
+        norms = ops.sum(magnitude if self.order == 1 else ops.square(magnitude), axis=0)
+        eligible = ops.all(ops.isfinite(units), axis=0)
+        k = round(amount * arrays.count(eligible))
+        picked_units = smallest_scores(norms, eligible, k, seed)
+        mask = ops.broadcast_to(ops.expand_dims(picked_units, 0), ops.shape(units))
+        return arrays.like(ops.reshape(mask, shape), weights)
+
+
+@register("selectors.drop_and_grow")
+@attrs.frozen
+class DropAndGrow:
+    """The exchange step of sparse training (SET, RigL's random-growth variant).
+
+    Picks `k = round(amount * active)` of the active (non-zero, finite)
+    entries with the smallest |w| to drop, and `k` entries chosen uniformly
+    at random among those that are exactly zero to grow. If there are fewer
+    zero entries than `k`, both sides shrink to that number, so the number of
+    non-zero entries is unchanged. Use with `mutators.drop_and_grow`, which
+    zeroes the dropped entries and gives the grown ones new values.
+
+    Example:
+    >>> import numpy as np
+    >>> w = np.array([0.0, 0.9, 0.0, -0.05, 0.4, 0.0], "float32")
+    >>> mask = drop_and_grow()(w, 0.34, seed=3)
+    >>> int(mask.sum()), bool(mask[3])
+    (2, True)
+    """
+
+    def __call__(self, weights, amount, seed):
+        amount = _amount(amount)
+        w = arrays.tensor(weights)
+        empty = ops.equal(w, ops.zeros_like(w))
+        active = ops.logical_and(ops.isfinite(w), ops.logical_not(empty))
+        k = min(round(amount * arrays.count(active)), arrays.count(empty))
+        drop = smallest_scores(magnitude(w), active, k, seeds.derive(seed, "drop"))
+        grow = arrays.choose_count(empty, k, seeds.derive(seed, "grow"))
+        return arrays.like(ops.logical_or(drop, grow), weights)
+
+
+smallest_magnitude = SmallestMagnitude
+smallest_units = SmallestUnits
+drop_and_grow = DropAndGrow
