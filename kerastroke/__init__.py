@@ -8,19 +8,27 @@ applies rules to a model's weights during `fit`. `Stroke`, `Pruning` and
 
 from kerastroke import schedules
 from kerastroke.core.callback import PlasticityCallback
+from kerastroke.core.persistence import strip
+from kerastroke.core.sparsity import sparsity
 from kerastroke.core.types import Rule
 from kerastroke.strategies import mutators, selectors
 from kerastroke.strategies.presets import NeuroPlast, Pruning, Stroke
+from kerastroke.strategies.research import SET, MagnitudePruning, ShrinkPerturb
 
 __version__ = "3.0.0.dev0"
 
 __all__ = [
+    "SET",
+    "MagnitudePruning",
     "NeuroPlast",
     "PlasticityCallback",
     "Pruning",
     "Rule",
+    "ShrinkPerturb",
     "Stroke",
     "mutators",
     "schedules",
     "selectors",
+    "sparsity",
+    "strip",
 ]

@@ -202,7 +202,7 @@ def test_verbose_prints_one_line_per_application(capsys):
 def test_history_keys_follow_the_name():
     model = _linear_mlp()
     history = models.fit(model, [Stroke(seed=1, name="seizure")], epochs=1)
-    assert set(history.history) == {"loss", "seizure_changed", "seizure_fraction"}
+    assert set(history.history) == {"loss", "seizure_changed", "seizure_fraction", "seizure_sparsity"}
     assert history.history["seizure_changed"] == [2 + 2 + 1]  # round(0.05 * 48, 40, 15)
 
 

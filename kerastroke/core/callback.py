@@ -4,7 +4,10 @@ import warnings
 
 import keras
 
-from kerastroke.core import checks, seeds, targets, write
+import attrs
+
+from kerastroke.core import checks, initializers, optimizer_state, persistence, seeds, targets, write
+from kerastroke.core.sparsity import zeros_and_size
 from kerastroke.core.types import Rule
 
 
@@ -82,6 +85,13 @@ class PlasticityCallback(keras.callbacks.Callback):
             in `get_config()`.
         verbose: 1 prints a line per application.
         name: Prefix of the keys written into `logs`.
+        persistent: Hold every entry that is exactly zero after an
+            application at zero through the optimizer steps that follow,
+            until the next application (a variable constraint, which Keras
+            runs after every optimizer step). Use `kerastroke.strip(model)`
+            to remove the constraints after training.
+        reset_optimizer: Zero the optimizer's per-entry state (Adam's moments,
+            SGD's momentum) of every entry an application changed.
 
     Example:
     >>> import keras
@@ -106,6 +116,8 @@ class PlasticityCallback(keras.callbacks.Callback):
         seed=None,
         verbose=0,
         name=None,
+        persistent=False,
+        reset_optimizer=False,
     ):
         super().__init__()
         self.rules = _rules(rules)
@@ -116,6 +128,8 @@ class PlasticityCallback(keras.callbacks.Callback):
         self.seed = seeds.fresh() if seed is None else checks.integer("seed", seed, minimum=0)
         self.verbose = _verbose(verbose)
         self.name = _name(name, self.default_name)
+        self.persistent = checks.boolean("persistent", persistent)
+        self.reset_optimizer = checks.boolean("reset_optimizer", reset_optimizer)
         if not (self.weights or self.biases):
             warnings.warn(
                 f"{type(self).__name__}: weights=False and biases=False: nothing will be changed.",
@@ -123,6 +137,7 @@ class PlasticityCallback(keras.callbacks.Callback):
             )
         self._targets = None
         self._positions = None
+        self._bound = {}
         self._last_iteration = 0
         self._epoch_changed = 0
         self._epoch_fractions = []
@@ -153,9 +168,30 @@ class PlasticityCallback(keras.callbacks.Callback):
         position = positions.get(id(variable), variable.path)
         return seeds.derive(self.seed, step, position)
 
+    def rules_for(self, variable):
+        """The rules as applied to `variable`: mutators that draw from "the
+        layer's own initializer" are given the initializer of its layer."""
+        bound = self._bound.get(id(variable))
+        if bound is None:
+            initializer = None
+            bound = []
+            for rule in self.rules:
+                bind = getattr(rule.mutator, "with_default_initializer", None)
+                if bind is not None:
+                    if initializer is None:
+                        initializer = initializers.of(self.model, variable)
+                    rule = attrs.evolve(rule, mutator=bind(initializer))
+                bound.append(rule)
+            self._bound[id(variable)] = bound
+        return bound
+
     def on_train_begin(self, logs=None):
         self._targets = self.targeted_variables()
         self._positions = targets.positions(self.model)
+        self._bound = {}
+        if self.persistent and self._iterations() > 0:
+            # Resumed training: the zeros in the restored weights are the held ones.
+            self._hold(self._targets)
         self._epoch_changed = 0
         self._epoch_fractions = []
         if self.frequency != "epoch":
@@ -186,27 +222,44 @@ class PlasticityCallback(keras.callbacks.Callback):
         rule_amounts = write.amounts(self.rules, step)
         changed = 0
         if any(rule_amounts):
-            for variable in variables:
-                changed += write.write_rules(
-                    variable,
-                    self.rules,
-                    step,
-                    self.variable_seed(variable, step),
-                    rule_amounts=rule_amounts,
-                )
-        size = sum(_size(v) for v in variables)
+            changed = write.write_model(
+                variables,
+                self.rules_for,
+                step,
+                lambda variable: self.variable_seed(variable, step),
+                seeds.derive(self.seed, step),
+                rule_amounts,
+                changed=self._reset_optimizer_state if self.reset_optimizer else None,
+            )
+            if self.persistent:
+                self._hold(variables)
+        zeros, size = _zeros_and_size(variables)
         fraction = changed / size if size else 0.0
+        result = {"changed": changed, "fraction": fraction, "sparsity": zeros / size if size else 0.0}
         if self.verbose and any(rule_amounts):
             print(
                 f"{type(self).__name__} at step {step}: changed {changed} of {size} "
-                f"entries ({fraction:.2%}) in {len(variables)} variables of '{model.name}'."
+                f"entries ({fraction:.2%}) in {len(variables)} variables of '{model.name}'; "
+                f"{result['sparsity']:.2%} are zero."
             )
-        return {"changed": changed, "fraction": fraction}
+        return result
 
-    def _log(self, logs, changed, fraction):
+    def _reset_optimizer_state(self, variable, changed):
+        optimizer_state.reset(getattr(self.model, "optimizer", None), variable, changed)
+
+    def _hold(self, variables):
+        attached = False
+        for variable in variables:
+            attached |= persistence.hold_zeros(variable)
+        # TensorFlow reads the mask variables on every step once they are
+        # traced in; other backends trace their values in as constants.
+        if (attached or keras.backend.backend() != "tensorflow") and self.model.compiled:
+            self.model.make_train_function(force=True)
+
+    def _log(self, logs, result):
         if logs is not None:
-            logs[f"{self.name}_changed"] = changed
-            logs[f"{self.name}_fraction"] = fraction
+            for key, value in result.items():
+                logs[f"{self.name}_{key}"] = value
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_changed = 0
@@ -214,12 +267,15 @@ class PlasticityCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.frequency == "epoch":
-            result = self.apply(epoch)
-            self._log(logs, result["changed"], result["fraction"])
+            self._log(logs, self.apply(epoch))
         else:
             fractions = self._epoch_fractions
-            mean = sum(fractions) / len(fractions) if fractions else 0.0
-            self._log(logs, self._epoch_changed, mean)
+            zeros, size = _zeros_and_size(self._targets or ())
+            self._log(logs, {
+                "changed": self._epoch_changed,
+                "fraction": sum(fractions) / len(fractions) if fractions else 0.0,
+                "sparsity": zeros / size if size else 0.0,
+            })
 
     def _iterations(self):
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -234,7 +290,7 @@ class PlasticityCallback(keras.callbacks.Callback):
         result = self.apply(step)
         self._epoch_changed += result["changed"]
         self._epoch_fractions.append(result["fraction"])
-        self._log(logs, result["changed"], result["fraction"])
+        self._log(logs, result)
 
     # -- config --------------------------------------------------------------
 
@@ -249,6 +305,8 @@ class PlasticityCallback(keras.callbacks.Callback):
             "seed": self.seed,
             "verbose": self.verbose,
             "name": self.name,
+            "persistent": self.persistent,
+            "reset_optimizer": self.reset_optimizer,
         }
 
     @classmethod
@@ -258,8 +316,10 @@ class PlasticityCallback(keras.callbacks.Callback):
         return cls(**config)
 
 
-def _size(variable):
-    size = 1
-    for dim in variable.shape:
-        size *= int(dim)
-    return size
+def _zeros_and_size(variables):
+    zeros = size = 0
+    for variable in variables:
+        z, n = zeros_and_size(variable)
+        zeros += z
+        size += n
+    return zeros, size

@@ -1,9 +1,9 @@
 """The one place where weights are written.
 
 `apply_rules` is pure: it runs a list of rules over one weight tensor and
-returns the new tensor with the number of entries that changed. `write_rules`
-does that for a Keras variable and assigns the result only once every rule has
-succeeded, so a variable is never left half-written.
+returns the new tensor with the number of entries that changed.
+`write_model` does that for a callback's variables and assigns each result
+only once every rule has succeeded, so a variable is never left half-written.
 """
 
 import math
@@ -58,11 +58,43 @@ def _checked(result, reference, dtype, index, rule, piece, where):
     return result
 
 
+def _select(rule, index, current, amount, seed, where):
+    try:
+        mask = rule.selector(current, amount, seed)
+    except Exception as exc:
+        _reraise_with_context(exc, _describe(index, rule, "selector", where))
+    return _checked(mask, current, "bool", index, rule, "selector", where)
+
+
+def _rule_seed(seed, index):
+    return seeds.derive(seed, "rule", index)
+
+
+def _step(rule, index, current, amount, seed, where, mask=None):
+    """One rule on one tensor: select (unless `mask` is given), mutate, merge."""
+    rule_seed = _rule_seed(seed, index)
+    if mask is None:
+        mask = _select(rule, index, current, amount, seeds.derive(rule_seed, "select"), where)
+    try:
+        new = rule.mutator(current, mask, seeds.derive(rule_seed, "mutate"))
+    except Exception as exc:
+        _reraise_with_context(exc, _describe(index, rule, "mutator", where))
+    new = _checked(new, current, arrays.dtype_name(current), index, rule, "mutator", where)
+    return ops.where(mask, new, current)
+
+
+def _differs(new, original):
+    """Entries whose value changed; a NaN that stays NaN has not."""
+    both_nan = ops.logical_and(ops.isnan(new), ops.isnan(original))
+    return ops.logical_and(ops.not_equal(new, original), ops.logical_not(both_nan))
+
+
 def apply_rules(weights, rules, step, seed, where="", rule_amounts=None):
     """Applies `rules` in order to one weight tensor; pure.
 
     Rule `i` draws with seeds derived from `(seed, i)`, so adding a rule never
-    changes what the others draw.
+    changes what the others draw. Every rule acts on this tensor alone (a
+    rule with `scope="global"` needs the other tensors: see `write_model`).
 
     Args:
         weights: Tensor or NumPy array.
@@ -81,39 +113,86 @@ def apply_rules(weights, rules, step, seed, where="", rule_amounts=None):
     if rule_amounts is None:
         rule_amounts = amounts(rules, step)
     current = original
-    touched = False
     for index, (rule, amount) in enumerate(zip(rules, rule_amounts)):
-        if amount == 0.0:
-            continue
-        rule_seed = seeds.derive(seed, "rule", index)
-        try:
-            mask = rule.selector(current, amount, seeds.derive(rule_seed, "select"))
-        except Exception as exc:
-            _reraise_with_context(exc, _describe(index, rule, "selector", where))
-        mask = _checked(mask, current, "bool", index, rule, "selector", where)
-        try:
-            new = rule.mutator(current, mask, seeds.derive(rule_seed, "mutate"))
-        except Exception as exc:
-            _reraise_with_context(exc, _describe(index, rule, "mutator", where))
-        new = _checked(new, current, arrays.dtype_name(current), index, rule, "mutator", where)
-        current = ops.where(mask, new, current)
-        touched = True
-    if not touched:
+        if amount != 0.0:
+            current = _step(rule, index, current, amount, seed, where)
+    if current is original:
         return original, 0
-    both_nan = ops.logical_and(ops.isnan(current), ops.isnan(original))
-    differs = ops.logical_and(ops.not_equal(current, original), ops.logical_not(both_nan))
-    return current, arrays.count(differs)
+    return current, arrays.count(_differs(current, original))
 
 
-def write_rules(variable, rules, step, seed, rule_amounts=None):
-    """Applies `rules` to a Keras variable and assigns the result in one write.
+def _global_masks(rule, index, currents, amount, seed):
+    """Runs a global-scope selector once over all tensors; one mask per tensor."""
+    wide = "float64" if any(arrays.dtype_name(c) == "float64" for c in currents) else "float32"
+    flat = ops.concatenate([ops.reshape(ops.cast(c, wide), (-1,)) for c in currents])
+    mask = _select(rule, index, flat, amount, seeds.derive(seed, "global", index), "all targeted variables")
+    masks, offset = [], 0
+    for current in currents:
+        size = math.prod(ops.shape(current))
+        masks.append(ops.reshape(mask[offset:offset + size], ops.shape(current)))
+        offset += size
+    return masks
+
+
+def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=None):
+    """Applies rules to several variables and writes each one once.
+
+    Args:
+        variables: The Keras variables to write.
+        rules_of: `variable -> list of Rule` (the callback binds initializers).
+        step: The step passed to each schedule.
+        seed_of: `variable -> int`, the seed of that variable's draws.
+        seed: The callback's seed at this step, for global-scope selections.
+        rule_amounts: `amounts(rules, step)`, the same for every variable.
+        changed: Optional `(variable, bool mask) -> None`, called for every
+            variable written, with the entries that changed.
 
     Returns:
-        The number of entries that changed.
+        The number of entries that changed, over all variables.
+
+    A variable is assigned only after every rule has run on it: a failing
+    rule leaves it as it was. When a rule has `scope="global"`, every new
+    value is computed before the first assignment, so nothing is written at all.
     """
-    new, changed = apply_rules(
-        variable.value, rules, step, seed, where=variable.path, rule_amounts=rule_amounts
-    )
-    if changed:
-        variable.assign(new)
-    return changed
+    total = 0
+
+    def finish(variable, original, new):
+        nonlocal total
+        if new is original:
+            return
+        differs = _differs(new, original)
+        count = arrays.count(differs)
+        if count:
+            variable.assign(new)
+            total += count
+            if changed is not None:
+                changed(variable, differs)
+
+    if not variables:
+        return 0
+    rules = rules_of(variables[0])
+    if not any(rule.scope == "global" and amount for rule, amount in zip(rules, rule_amounts)):
+        # Variable by variable, so at most one new tensor is alive at a time.
+        for variable in variables:
+            original = variable.value
+            new = original
+            for index, (rule, amount) in enumerate(zip(rules_of(variable), rule_amounts)):
+                if amount:
+                    new = _step(rule, index, new, amount, seed_of(variable), variable.path)
+            finish(variable, original, new)
+        return total
+    originals = [variable.value for variable in variables]
+    currents = list(originals)
+    for index, amount in enumerate(rule_amounts):
+        if not amount:
+            continue
+        masks = [None] * len(variables)
+        if rules[index].scope == "global":
+            masks = _global_masks(rules[index], index, currents, amount, seed)
+        currents = [
+            _step(rules_of(v)[index], index, current, amount, seed_of(v), v.path, mask)
+            for v, current, mask in zip(variables, currents, masks)
+        ]
+    for variable, original, new in zip(variables, originals, currents):
+        finish(variable, original, new)
+    return total

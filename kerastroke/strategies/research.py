@@ -1,0 +1,155 @@
+"""Presets from the research literature: magnitude pruning, SET, shrink-and-perturb.
+
+Each is a `PlasticityCallback` with a fixed rule list; their parameters are
+checked at construction like every other piece, and `get_config` gives back
+the constructor's arguments (schedules and mutators as their configs).
+"""
+
+from kerastroke import schedules
+from kerastroke.core import checks, serialization
+from kerastroke.core.callback import PlasticityCallback
+from kerastroke.core.types import Rule
+from kerastroke.strategies import mutators, selectors
+
+
+def _amount_schedule(name, value):
+    """A float in [0, 1] becomes a constant schedule; a callable is kept."""
+    if callable(value):
+        return value
+    return schedules.constant(checks.fraction(name, value))
+
+
+class _Preset(PlasticityCallback):
+    """Keeps the constructor's arguments, so the config is what the user wrote."""
+
+    def _keep(self, **params):
+        self._params = params
+
+    def get_config(self):
+        config = {key: serialization._encode(value) for key, value in self._params.items()}
+        config.update(seed=self.seed, verbose=self.verbose, name=self.name)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{key: serialization._decode(value) for key, value in config.items()})
+
+
+class MagnitudePruning(_Preset):
+    """Prunes the smallest-magnitude weights to a sparsity schedule, persistently.
+
+    The semantics of TensorFlow Model Optimization's `prune_low_magnitude`
+    (Zhu and Gupta 2017, "To prune, or not to prune"): at each application
+    step `s`, the `sparsity(s)` fraction of each kernel's entries with the
+    smallest |w| (or of all targeted entries at once, `scope="global"`) is set
+    to zero, and a mask holds those entries at zero after every optimizer step
+    until the next application. Zeros rank first, so a growing schedule keeps
+    earlier pruning.
+
+    Args:
+        sparsity: Target fraction in [0, 1], or a schedule `step -> fraction`
+            such as `schedules.polynomial(0.0, 0.8, begin=0, end=1000)`.
+        frequency: "epoch", or every N optimizer steps (tfmot uses 100).
+        scope: "tensor" ranks each kernel on its own; "global" ranks all
+            targeted kernels together.
+        layers, biases, seed, verbose, name: As for `PlasticityCallback`.
+
+    Example:
+    >>> from kerastroke import MagnitudePruning, schedules
+    >>> pruning = MagnitudePruning(schedules.polynomial(0.0, 0.8, 0, 500), frequency=50)
+    >>> # model.fit(x, y, epochs=10, callbacks=[pruning]); kerastroke.strip(model)
+    """
+
+    default_name = "magnitude_pruning"
+
+    def __init__(self, sparsity=0.5, frequency="epoch", scope="tensor", layers=None,
+                 biases=False, seed=None, verbose=0, name=None):
+        self._keep(sparsity=sparsity, frequency=frequency, scope=scope, layers=layers, biases=biases)
+        rule = Rule(
+            selectors.smallest_magnitude(), mutators.zero(), _amount_schedule("sparsity", sparsity), scope=scope
+        )
+        super().__init__([rule], layers=layers, biases=biases, frequency=frequency, seed=seed,
+                         verbose=verbose, name=name, persistent=True)
+
+
+class SET(_Preset):
+    """Sparse Evolutionary Training (Mocanu et al. 2018, Nature Communications 9:2383).
+
+    At every application: (1) prune each kernel to `sparsity` by magnitude
+    (the first application sparsifies the dense network; afterwards this only
+    holds the count); (2) drop the `drop_fraction` of the remaining non-zero
+    entries with the smallest |w| and grow as many at random zero positions,
+    with values from `grow` (by default the layer's own initializer). The
+    number of non-zero entries stays `round((1 - sparsity) * size)`, and
+    zeros are held between applications.
+
+    This starts from a dense network trained for one epoch rather than from
+    the paper's random Erdos-Renyi topology: with the callback API the first
+    chance to act is the end of the first epoch.
+
+    Args:
+        sparsity: Fraction of each kernel held at zero, in [0, 1].
+        drop_fraction: Fraction of the non-zero entries exchanged per
+            application (the paper's zeta, 0.3), or a schedule such as
+            `schedules.cosine(0.3, end=100)` (RigL's decay).
+        grow: Mutator for the grown entries; default `mutators.initializer()`.
+        frequency: "epoch", or every N optimizer steps.
+        reset_optimizer: Zero the optimizer state of dropped and grown entries.
+        layers, seed, verbose, name: As for `PlasticityCallback`.
+
+    Example:
+    >>> from kerastroke import SET
+    >>> set_callback = SET(sparsity=0.9, drop_fraction=0.3, seed=0)
+    >>> # model.fit(x, y, epochs=20, callbacks=[set_callback])
+    """
+
+    default_name = "set"
+
+    def __init__(self, sparsity=0.9, drop_fraction=0.3, grow=None, frequency="epoch",
+                 reset_optimizer=True, layers=None, seed=None, verbose=0, name=None):
+        self._keep(sparsity=sparsity, drop_fraction=drop_fraction, grow=grow, frequency=frequency,
+                   reset_optimizer=reset_optimizer, layers=layers)
+        grow = mutators.initializer() if grow is None else checks.callable_("grow", grow)
+        rules = [
+            Rule(selectors.smallest_magnitude(), mutators.zero(), _amount_schedule("sparsity", sparsity)),
+            Rule(selectors.drop_and_grow(), mutators.drop_and_grow(grow),
+                 _amount_schedule("drop_fraction", drop_fraction)),
+        ]
+        super().__init__(rules, layers=layers, frequency=frequency, seed=seed, verbose=verbose,
+                         name=name, persistent=True, reset_optimizer=reset_optimizer)
+
+
+class ShrinkPerturb(_Preset):
+    """Shrink-and-perturb (Ash and Adams 2020, "On Warm-Starting Neural Network Training").
+
+    Every `period` epochs each targeted variable becomes
+    `shrink * w + perturb * fresh`, where `fresh` is a new draw of the layer's
+    own initializer. Biases are included by default, as in the paper.
+
+    Args:
+        shrink: Factor on the current weights, in [0, 1] (the paper's lambda).
+        perturb: Factor on the fresh draw, >= 0.
+        period: Apply every `period` epochs (int >= 1), from epoch `period - 1`.
+        reset_optimizer: Zero the optimizer state of every perturbed entry.
+        layers, biases, seed, verbose, name: As for `PlasticityCallback`.
+
+    Example:
+    >>> from kerastroke import ShrinkPerturb
+    >>> sp = ShrinkPerturb(shrink=0.4, perturb=0.1, period=5, seed=0)
+    >>> # model.fit(x, y, epochs=20, callbacks=[sp])
+    """
+
+    default_name = "shrink_perturb"
+
+    def __init__(self, shrink=0.4, perturb=0.1, period=1, reset_optimizer=False, layers=None,
+                 biases=True, seed=None, verbose=0, name=None):
+        self._keep(shrink=shrink, perturb=perturb, period=period, reset_optimizer=reset_optimizer,
+                   layers=layers, biases=biases)
+        period = checks.integer("period", period, minimum=1)
+        rule = Rule(
+            selectors.random_fraction(),
+            mutators.shrink_perturb(shrink, perturb),
+            schedules.every(schedules.constant(1.0), period, offset=period - 1),
+        )
+        super().__init__([rule], layers=layers, biases=biases, seed=seed, verbose=verbose,
+                         name=name, reset_optimizer=reset_optimizer)
