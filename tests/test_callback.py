@@ -301,17 +301,6 @@ def test_same_seed_same_weights_different_seed_different_weights():
     assert not all(models.same_bits(a, b) for a, b in zip(first, other))
 
 
-@pytest.fixture
-def op_determinism():
-    from tensorflow.python.framework import config as tf_config
-
-    was_enabled = tf_config.is_op_determinism_enabled()
-    tf.config.experimental.enable_op_determinism()
-    yield
-    if not was_enabled:
-        tf_config.disable_op_determinism()
-
-
 def test_resumed_training_repeats_a_straight_run_bit_for_bit(op_determinism):
     def fresh_callbacks():
         return [

@@ -235,3 +235,21 @@ def test_configs_round_trip():
         rebuilt = type(callback).from_config(config)
         assert rebuilt.get_config() == config
         assert rebuilt.rules == callback.rules
+
+
+def test_persistent_pruning_resumes_bit_identically(op_determinism):
+    x, y = _data()
+
+    def run(splits):
+        model = _mlp()
+        start = 0
+        for stop in splits:
+            schedule = schedules.polynomial(0.2, 0.7, begin=0, end=3, power=1)
+            model.fit(x, y, initial_epoch=start, epochs=stop, batch_size=32, shuffle=False, verbose=0,
+                      callbacks=[MagnitudePruning(schedule, seed=5)])
+            start = stop
+        return [np.asarray(v.numpy()).view(np.uint32) for v in model.weights]
+
+    straight, resumed = run([4]), run([2, 4])
+    for a, b in zip(straight, resumed):
+        assert np.array_equal(a, b)
