@@ -237,19 +237,28 @@ def test_configs_round_trip():
         assert rebuilt.rules == callback.rules
 
 
-def test_persistent_pruning_resumes_bit_identically(op_determinism):
+class _CrashAtEpoch2(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            raise RuntimeError("simulated crash")
+
+
+def test_persistent_pruning_resumes_bit_identically(tmp_path, op_determinism):
+    """A restarted process rebuilds the model: the held zeros come back from the weights."""
     x, y = _data()
 
-    def run(splits):
-        model = _mlp()
-        start = 0
-        for stop in splits:
-            schedule = schedules.polynomial(0.2, 0.7, begin=0, end=3, power=1)
-            model.fit(x, y, initial_epoch=start, epochs=stop, batch_size=32, shuffle=False, verbose=0,
-                      callbacks=[MagnitudePruning(schedule, seed=5)])
-            start = stop
-        return [np.asarray(v.numpy()).view(np.uint32) for v in model.weights]
+    def pruning():
+        return MagnitudePruning(schedules.polynomial(0.2, 0.7, begin=0, end=3, power=1), seed=5)
 
-    straight, resumed = run([4]), run([2, 4])
-    for a, b in zip(straight, resumed):
-        assert np.array_equal(a, b)
+    def fit(model, callbacks):
+        model.fit(x, y, epochs=4, batch_size=32, shuffle=False, verbose=0, callbacks=callbacks)
+
+    straight = _mlp()
+    fit(straight, [pruning()])
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(_mlp(), [pruning(), backup, _CrashAtEpoch2()])
+    resumed = _mlp()
+    fit(resumed, [pruning(), keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
+    for a, b in zip(straight.weights, resumed.weights):
+        assert np.array_equal(np.asarray(a.numpy()).view(np.uint32), np.asarray(b.numpy()).view(np.uint32))

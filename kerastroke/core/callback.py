@@ -138,6 +138,7 @@ class PlasticityCallback(keras.callbacks.Callback):
         self._targets = None
         self._positions = None
         self._bound = {}
+        self._resuming = False
         self._last_iteration = 0
         self._epoch_changed = 0
         self._epoch_fractions = []
@@ -189,9 +190,7 @@ class PlasticityCallback(keras.callbacks.Callback):
         self._targets = self.targeted_variables()
         self._positions = targets.positions(self.model)
         self._bound = {}
-        if self.persistent and self._iterations() > 0:
-            # Resumed training: the zeros in the restored weights are the held ones.
-            self._hold(self._targets)
+        self._resuming = self.persistent
         self._epoch_changed = 0
         self._epoch_fractions = []
         if self.frequency != "epoch":
@@ -264,6 +263,13 @@ class PlasticityCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_changed = 0
         self._epoch_fractions = []
+        if self._resuming:
+            # Checked here rather than in on_train_begin, once every callback
+            # (BackupAndRestore among them) has restored its state: in resumed
+            # training the zeros of the restored weights are the held ones.
+            self._resuming = False
+            if self._iterations() > 0:
+                self._hold(self._targets)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.frequency == "epoch":
