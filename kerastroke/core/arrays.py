@@ -5,6 +5,7 @@ integer seeds passed in. NumPy arrays are accepted anywhere a tensor is.
 """
 
 import keras
+import ml_dtypes
 import numpy as np
 from keras import ops
 
@@ -25,6 +26,15 @@ def scalar(value, dtype):
     return ops.reshape(tensor(np.asarray([value], dtype=numpy_dtype(dtype)), dtype), ())
 
 
+def shape(x):
+    """The static shape of a tensor or array, as a tuple of ints.
+
+    Read from `x.shape` rather than `ops.shape`: in TensorFlow's eager mode
+    `ops.shape` runs an op that waits for the pending work on `x`.
+    """
+    return tuple(int(dim) for dim in x.shape)
+
+
 def dtype_name(x):
     """The standard Keras name of `x`'s dtype, e.g. "float32" or "bfloat16"."""
     return keras.backend.standardize_dtype(x.dtype)
@@ -33,7 +43,6 @@ def dtype_name(x):
 def numpy_dtype(name):
     """The NumPy dtype for a Keras dtype name (bfloat16 through ml_dtypes)."""
     if name == "bfloat16":
-        import ml_dtypes
 
         return np.dtype(ml_dtypes.bfloat16)
     return np.dtype(name)
@@ -44,13 +53,20 @@ def like(result, original):
     if isinstance(original, np.ndarray):
         # TensorFlow cannot hand a 0-d bfloat16 tensor to NumPy; a flat one it can.
         flat = ops.convert_to_numpy(ops.reshape(result, (-1,)))
-        return flat.reshape(tuple(ops.shape(result)))
+        return flat.reshape(shape(result))
     return result
 
 
 def count(mask):
-    """The number of True entries of a boolean tensor, as a Python int."""
-    return int(ops.convert_to_numpy(ops.count_nonzero(mask)))
+    """The number of True entries of a boolean tensor, as a Python int.
+
+    Counted by NumPy: the count is needed on the host anyway (it sizes the
+    draws), reading a CPU tensor into NumPy shares its buffer, and
+    `np.count_nonzero` is many times faster than the backends' casting
+    reductions (measured 1 ms against 120 ms for 16.8M entries in
+    TensorFlow on 2 cores).
+    """
+    return int(np.count_nonzero(ops.convert_to_numpy(mask)))
 
 
 def _next_toward(x, upward):
@@ -101,7 +117,7 @@ def _scalar_key(value):
     return _key_of_bits(bits, 8 * int_dtype.itemsize)
 
 
-def _keys(x):
+def order_keys(x):
     """Order keys and magnitudes (bits without the sign) of a float tensor."""
     int_dtype = _BITS[dtype_name(x)]
     width = 8 * np.dtype(int_dtype).itemsize
@@ -127,12 +143,28 @@ def in_range(weights, low, high):
     range.
     """
     dtype = dtype_name(weights)
+    lo, hi = at_least(low, dtype), at_most(high, dtype)
+    if _flush_proof(lo) and _flush_proof(hi):
+        # A subnormal weight and zero lie on the same side of a normal bound,
+        # so flushing cannot change the answer: compare the floats directly.
+        inside = ops.logical_and(
+            ops.greater_equal(weights, tensor(lo, dtype)), ops.less_equal(weights, tensor(hi, dtype))
+        )
+        return ops.logical_and(inside, ops.isfinite(weights))
     int_dtype = _BITS[dtype]
-    key, magnitude = _keys(weights)
-    lo = tensor(_scalar_key(at_least(low, dtype)), int_dtype)
-    hi = tensor(_scalar_key(at_most(high, dtype)), int_dtype)
+    key, magnitude = order_keys(weights)
+    lo = tensor(_scalar_key(lo), int_dtype)
+    hi = tensor(_scalar_key(hi), int_dtype)
     inside = ops.logical_and(ops.greater_equal(key, lo), ops.less_equal(key, hi))
     return ops.logical_and(inside, _finite(magnitude, dtype))
+
+
+def _flush_proof(bound):
+    """True for a bound that is infinite or a normal number of its dtype."""
+    value = float(bound)
+    if not np.isfinite(value):
+        return True
+    return abs(value) >= float(ml_dtypes.finfo(bound.dtype).tiny)
 
 
 def clamp(values, low, high):
@@ -149,7 +181,7 @@ def clamp(values, low, high):
     dtype = dtype_name(values)
     int_dtype = _BITS[dtype]
     width = 8 * np.dtype(int_dtype).itemsize
-    key, _ = _keys(values)
+    key, _ = order_keys(values)
     key = ops.clip(key, tensor(_scalar_key(low), int_dtype), tensor(_scalar_key(high), int_dtype))
     sign = tensor(-(2 ** (width - 1)), int_dtype)
     bits = ops.where(
@@ -166,19 +198,23 @@ def _distinct_positions(size, want, seed):
     `want`-th distinct position appears: by symmetry every subset of that size
     is equally likely. With `want <= size / 2` the shortfall at least halves
     each round, so the cost is O(size) for the bitmap plus O(want) draws.
+
+    The draws come from keras.random; the bitmap is kept in NumPy, where
+    marking hits is in place (a backend scatter copies the whole bitmap every
+    round).
     """
     index_dtype = "int32" if size < 2**31 else "int64"
-    hits = ops.zeros((size,), dtype="bool")
+    hits = np.zeros(size, dtype=bool)
     have, round_ = 0, 0
     while have < want:
         missing = want - have
         draws = keras.random.randint(
-            (missing, 1), 0, size, dtype=index_dtype, seed=seeds.derive(seed, "round", round_)
+            (missing,), 0, size, dtype=index_dtype, seed=seeds.derive(seed, "round", round_)
         )
-        hits = ops.scatter_update(hits, draws, ops.ones((missing,), dtype="bool"))
-        have = count(hits)
+        hits[ops.convert_to_numpy(draws)] = True
+        have = int(np.count_nonzero(hits))
         round_ += 1
-    return hits
+    return tensor(hits)
 
 
 def choose(eligible, amount, seed):
@@ -221,22 +257,22 @@ def _pick(eligible, total, k, seed):
     """`k` of the `total` True entries of the boolean tensor `eligible`."""
     if k == total:
         return eligible
-    shape = ops.shape(eligible)
+    dims = shape(eligible)
     if k == 0:
-        return ops.zeros(shape, dtype="bool")
+        return ops.zeros(dims, dtype="bool")
     flat = ops.reshape(eligible, (-1,))
     # Drawing the smaller side keeps the rejection rounds few.
     invert = 2 * k > total
     picked = _distinct_positions(total, total - k if invert else k, seed)
     if invert:
         picked = ops.logical_not(picked)
-    size = ops.shape(flat)[0]
+    size = shape(flat)[0]
     if total < size:
         # Map the picked ranks back onto the eligible entries: the r-th eligible
         # entry (in flat order) takes picked[r].
         rank = ops.cumsum(ops.cast(flat, "int32" if size < 2**31 else "int64")) - 1
         picked = ops.logical_and(flat, ops.take(picked, ops.maximum(rank, 0)))
-    return ops.reshape(picked, shape)
+    return ops.reshape(picked, dims)
 
 
 def put(weights, mask, values):
@@ -244,8 +280,8 @@ def put(weights, mask, values):
 
     Returns a new tensor; entries outside the mask keep their exact bits.
     """
-    shape = ops.shape(weights)
+    dims = shape(weights)
     flat = ops.reshape(weights, (-1,))
     positions = ops.nonzero(ops.reshape(mask, (-1,)))[0]
     updated = ops.scatter_update(flat, ops.expand_dims(positions, 1), values)
-    return ops.reshape(updated, shape)
+    return ops.reshape(updated, dims)

@@ -8,6 +8,7 @@ only once every rule has succeeded, so a variable is never left half-written.
 
 import math
 
+import keras
 from keras import ops
 
 from kerastroke.core import arrays, seeds
@@ -49,8 +50,8 @@ def amounts(rules, step):
 def _checked(result, reference, dtype, index, rule, piece, where):
     result = arrays.tensor(result)
     problems = []
-    if tuple(ops.shape(result)) != tuple(ops.shape(reference)):
-        problems.append(f"shape {tuple(ops.shape(result))} instead of {tuple(ops.shape(reference))}")
+    if arrays.shape(result) != arrays.shape(reference):
+        problems.append(f"shape {arrays.shape(result)} instead of {arrays.shape(reference)}")
     if arrays.dtype_name(result) != dtype:
         problems.append(f"dtype {arrays.dtype_name(result)} instead of {dtype}")
     if problems:
@@ -80,6 +81,10 @@ def _step(rule, index, current, amount, seed, where, mask=None):
     except Exception as exc:
         _reraise_with_context(exc, _describe(index, rule, "mutator", where))
     new = _checked(new, current, arrays.dtype_name(current), index, rule, "mutator", where)
+    if getattr(rule.mutator, "keeps_unselected", False):
+        # Built-in mutators already leave unselected entries bit-identical
+        # (property-tested); merging again would cost a full pass.
+        return new
     return ops.where(mask, new, current)
 
 
@@ -128,10 +133,78 @@ def _global_masks(rule, index, currents, amount, seed):
     mask = _select(rule, index, flat, amount, seeds.derive(seed, "global", index), "all targeted variables")
     masks, offset = [], 0
     for current in currents:
-        size = math.prod(ops.shape(current))
-        masks.append(ops.reshape(mask[offset:offset + size], ops.shape(current)))
+        size = math.prod(arrays.shape(current))
+        masks.append(ops.reshape(mask[offset:offset + size], arrays.shape(current)))
         offset += size
     return masks
+
+
+def _flat_positions(mask):
+    return ops.nonzero(ops.reshape(mask, (-1,)))[0]
+
+
+# The in-place path pays ~24 bytes per selected entry (index, value, old
+# value) against ~4 bytes per entry for a dense write of float32.
+_SPARSE_BELOW = 8
+
+
+def _write_selected(variable, rule, index, amount, seed):
+    """The in-place path of `write_model` for a rule whose mutator has `draw`.
+
+    `mutator(w, mask, seed)` equals `w` with `mutator.draw(dtype, count, seed)`
+    put into the mask's entries in flat order, so only those entries are read
+    and written: O(selected) work besides the selection itself.
+    """
+    rule_seed = _rule_seed(seed, index)
+    original = arrays.tensor(variable.value)
+    mask = _select(rule, index, original, amount, seeds.derive(rule_seed, "select"), variable.path)
+    selected = arrays.count(mask)
+    if not selected:
+        return 0
+    if selected > math.prod(arrays.shape(original)) // _SPARSE_BELOW:
+        # Most entries change: one dense write is cheaper than an index per entry.
+        new = _step(rule, index, original, amount, seed, variable.path, mask)
+        changed = arrays.count(_differs(new, original))
+        if changed:
+            variable.assign(new)
+        return changed
+    positions = _flat_positions(mask)
+    dtype = arrays.dtype_name(original)
+    try:
+        values = rule.mutator.draw(dtype, selected, seeds.derive(rule_seed, "mutate"))
+    except Exception as exc:
+        _reraise_with_context(exc, _describe(index, rule, "mutator", variable.path))
+    values = _checked(values, positions, dtype, index, rule, "mutator", variable.path)
+    old = ops.take(ops.reshape(original, (-1,)), positions)
+    changed = arrays.count(_differs(values, old))
+    shape = arrays.shape(original)
+    # Dropping the read before writing lets TensorFlow update the buffer in
+    # place instead of copying it for the reader.
+    del original, mask, old
+    if changed:
+        _scatter(variable, shape, positions, values)
+    return changed
+
+
+def _scatter(variable, shape, positions, values):
+    """Writes `values` at flat `positions` of `variable`, in place where the backend can."""
+    if keras.backend.backend() == "tensorflow" and hasattr(variable.value, "scatter_nd_update"):
+        columns, rest = [], positions
+        for stride in _strides(shape):
+            columns.append(rest // stride)
+            rest = rest % stride
+        variable.value.scatter_nd_update(ops.stack(columns, axis=1), values)
+        return
+    flat = ops.reshape(arrays.tensor(variable.value), (-1,))
+    variable.assign(ops.reshape(ops.scatter_update(flat, ops.expand_dims(positions, 1), values), shape))
+
+
+def _strides(shape):
+    strides, step = [], 1
+    for dim in reversed(shape):
+        strides.append(step)
+        step *= int(dim)
+    return list(reversed(strides))
 
 
 def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=None):
@@ -171,17 +244,33 @@ def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=
     if not variables:
         return 0
     rules = rules_of(variables[0])
-    if not any(rule.scope == "global" and amount for rule, amount in zip(rules, rule_amounts)):
+    active = [index for index, amount in enumerate(rule_amounts) if amount]
+    if (
+        changed is None
+        and len(active) == 1
+        and rules[active[0]].scope == "tensor"
+        and all(hasattr(rules_of(v)[active[0]].mutator, "draw") for v in variables)
+    ):
+        # One rule whose new values do not depend on the old ones: write only
+        # the selected entries, in place, without building a new tensor.
+        index = active[0]
+        for variable in variables:
+            total += _write_selected(
+                variable, rules_of(variable)[index], index, rule_amounts[index], seed_of(variable)
+            )
+        return total
+    if not any(rules[index].scope == "global" for index in active):
         # Variable by variable, so at most one new tensor is alive at a time.
         for variable in variables:
-            original = variable.value
+            # One read: every later use shares this tensor instead of re-reading the variable.
+            original = arrays.tensor(variable.value)
             new = original
             for index, (rule, amount) in enumerate(zip(rules_of(variable), rule_amounts)):
                 if amount:
                     new = _step(rule, index, new, amount, seed_of(variable), variable.path)
             finish(variable, original, new)
         return total
-    originals = [variable.value for variable in variables]
+    originals = [arrays.tensor(variable.value) for variable in variables]
     currents = list(originals)
     for index, amount in enumerate(rule_amounts):
         if not amount:

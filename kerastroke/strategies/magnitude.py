@@ -7,6 +7,7 @@ never eligible.
 """
 
 import attrs
+import numpy as np
 from keras import ops
 
 from kerastroke.core import arrays, checks, seeds
@@ -18,9 +19,14 @@ def _amount(amount):
 
 
 def magnitude(weights):
-    """|w|, widened to float32 from half precision (exactly) so it can be ranked."""
-    wide = "float64" if arrays.dtype_name(weights) == "float64" else "float32"
-    return ops.abs(ops.cast(weights, wide))
+    """An integer key ordered exactly like |w|: the bits of w without the sign.
+
+    For IEEE floats the magnitude bits order non-negative values exactly, and
+    integers are compared exactly even where the backend flushes subnormal
+    floats to zero. Half-precision keys are widened to int32 for ranking.
+    """
+    _, bits = arrays.order_keys(arrays.tensor(weights))
+    return bits if arrays.dtype_name(bits) == "int64" else ops.cast(bits, "int32")
 
 
 def smallest_scores(scores, eligible, k, seed):
@@ -33,24 +39,27 @@ def smallest_scores(scores, eligible, k, seed):
     total = arrays.count(eligible)
     k = min(k, total)
     if k == 0:
-        return ops.zeros(ops.shape(eligible), dtype="bool")
+        return ops.zeros(arrays.shape(eligible), dtype="bool")
     if k == total:
         return eligible
     flat_scores = ops.reshape(scores, (-1,))
     flat_eligible = ops.reshape(eligible, (-1,))
-    inf = ops.cast(float("inf"), flat_scores.dtype)
+    dtype = arrays.dtype_name(flat_scores)
+    # Ineligible entries get a key below every score, so top_k never takes them.
+    floor = -np.inf if "float" in dtype else np.iinfo(dtype).min
+    floor = arrays.scalar(floor, dtype)
     if 2 * k <= total:
         # The k-th smallest is the largest of the k smallest.
-        low = ops.top_k(ops.where(flat_eligible, -flat_scores, -inf), k, sorted=False)[0]
-        threshold = -ops.min(low)
+        low = ops.top_k(ops.where(flat_eligible, ops.negative(flat_scores), floor), k, sorted=False)[0]
+        threshold = ops.negative(ops.min(low))
     else:
         # The k-th smallest is the smallest of the (total - k + 1) largest.
-        high = ops.top_k(ops.where(flat_eligible, flat_scores, -inf), total - k + 1, sorted=False)[0]
+        high = ops.top_k(ops.where(flat_eligible, flat_scores, floor), total - k + 1, sorted=False)[0]
         threshold = ops.min(high)
     below = ops.logical_and(flat_eligible, ops.less(flat_scores, threshold))
     ties = ops.logical_and(flat_eligible, ops.equal(flat_scores, threshold))
     picked = ops.logical_or(below, arrays.choose_count(ties, k - arrays.count(below), seed))
-    return ops.reshape(picked, ops.shape(eligible))
+    return ops.reshape(picked, arrays.shape(eligible))
 
 
 @register("selectors.smallest_magnitude")
@@ -121,14 +130,14 @@ class SmallestUnits:
     def __call__(self, weights, amount, seed):
         amount = _amount(amount)
         w = arrays.tensor(weights)
-        shape = ops.shape(w)
+        shape = arrays.shape(w)
         units = ops.reshape(w, (-1, shape[-1])) if len(shape) else ops.reshape(w, (1, 1))
         magnitude = ops.abs(ops.cast(units, "float32"))
         norms = ops.sum(magnitude if self.order == 1 else ops.square(magnitude), axis=0)
         eligible = ops.all(ops.isfinite(units), axis=0)
         k = round(amount * arrays.count(eligible))
         picked_units = smallest_scores(norms, eligible, k, seed)
-        mask = ops.broadcast_to(ops.expand_dims(picked_units, 0), ops.shape(units))
+        mask = ops.broadcast_to(ops.expand_dims(picked_units, 0), arrays.shape(units))
         return arrays.like(ops.reshape(mask, shape), weights)
 
 

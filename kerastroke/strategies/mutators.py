@@ -20,10 +20,10 @@ from kerastroke.core.serialization import register
 def _inputs(weights, mask):
     w = arrays.tensor(weights)
     m = arrays.tensor(mask, "bool")
-    if tuple(ops.shape(m)) != tuple(ops.shape(w)):
+    if arrays.shape(m) != arrays.shape(w):
         raise ValueError(
-            f"`mask` must have the weights' shape {tuple(ops.shape(w))}. "
-            f"Received: mask.shape={tuple(ops.shape(m))}"
+            f"`mask` must have the weights' shape {arrays.shape(w)}. "
+            f"Received: mask.shape={arrays.shape(m)}"
         )
     return w, m
 
@@ -55,6 +55,8 @@ class Uniform:
     (True, [0.0, 0.0])
     """
 
+    keeps_unselected = True  # entries outside the mask keep their bits (tested)
+
     low: float
     high: float
 
@@ -82,10 +84,20 @@ class Uniform:
         dtype = arrays.dtype_name(w)
         # Checked before anything is selected, so bounds that fit no value of
         # the dtype fail on the first call rather than on the first selection.
-        lo, hi = self.bounds(dtype)
+        self.bounds(dtype)
         selected = arrays.count(m)
         if selected == 0:
             return arrays.like(w, weights)
+        return arrays.like(arrays.put(w, m, self.draw(dtype, selected, seed)), weights)
+
+    def draw(self, dtype, count, seed):
+        """The `count` new values, in flat order of the selected entries.
+
+        `mutate(w, mask, seed)` puts exactly these values into the mask's
+        entries, so a writer may update only those entries in place.
+        """
+        lo, hi = self.bounds(dtype)
+        selected = count
         draw_dtype = _draw_dtype(dtype)
         # Bounds beyond the draw dtype's range are brought inside it; after the
         # final clamp only values of [low, high) in the weights' dtype remain.
@@ -98,8 +110,7 @@ class Uniform:
         # A convex combination cannot overflow, unlike low + (high - low) * u
         # when the bounds are far apart.
         draws = ops.add(ops.multiply(a, ops.subtract(1.0, u)), ops.multiply(b, u))
-        draws = arrays.clamp(ops.cast(draws, dtype), lo, hi)
-        return arrays.like(arrays.put(w, m, draws), weights)
+        return arrays.clamp(ops.cast(draws, dtype), lo, hi)
 
 
 @register("mutators.constant")
@@ -117,18 +128,27 @@ class Constant:
     [0.5, 0.0, 0.5]
     """
 
+    keeps_unselected = True  # entries outside the mask keep their bits (tested)
+
     value: float = attrs.field(converter=lambda v: checks.finite("value", v))
 
-    def __call__(self, weights, mask, seed):
-        w, m = _inputs(weights, mask)
-        dtype = arrays.dtype_name(w)
+    def _rounded(self, dtype):
         with np.errstate(over="ignore"):  # overflow is reported below, as an error
             rounded = arrays.numpy_dtype(dtype).type(self.value)
         if not math.isfinite(float(rounded)):
             raise ValueError(
                 f"`value`={self.value!r} is not representable in {dtype}: it overflows to {rounded}."
             )
-        return arrays.like(ops.where(m, arrays.scalar(rounded, dtype), w), weights)
+        return rounded
+
+    def __call__(self, weights, mask, seed):
+        w, m = _inputs(weights, mask)
+        rounded = self._rounded(arrays.dtype_name(w))
+        return arrays.like(ops.where(m, arrays.scalar(rounded, arrays.dtype_name(w)), w), weights)
+
+    def draw(self, dtype, count, seed):
+        """`count` copies of the value, for writers that update entries in place."""
+        return ops.full((count,), arrays.scalar(self._rounded(dtype), dtype), dtype=dtype)
 
 
 def zero():

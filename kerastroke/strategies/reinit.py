@@ -18,10 +18,10 @@ from kerastroke.core.serialization import register
 def _mask_of(weights, mask):
     w = arrays.tensor(weights)
     m = arrays.tensor(mask, "bool")
-    if tuple(ops.shape(m)) != tuple(ops.shape(w)):
+    if arrays.shape(m) != arrays.shape(w):
         raise ValueError(
-            f"`mask` must have the weights' shape {tuple(ops.shape(w))}. "
-            f"Received: mask.shape={tuple(ops.shape(m))}"
+            f"`mask` must have the weights' shape {arrays.shape(w)}. "
+            f"Received: mask.shape={arrays.shape(m)}"
         )
     return w, m
 
@@ -67,7 +67,7 @@ class _NeedsInitializer:
                 "e.g. initializer='glorot_uniform'."
             )
         dtype = arrays.dtype_name(w)
-        return draw_initializer(self.initializer, tuple(ops.shape(w)), dtype, seed)
+        return draw_initializer(self.initializer, arrays.shape(w), dtype, seed)
 
 
 @register("mutators.normal")
@@ -85,6 +85,8 @@ class Normal:
     >>> new[1] == 0.0, bool(new[0] != 0.0)
     (True, True)
     """
+
+    keeps_unselected = True  # entries outside the mask keep their bits (tested)
 
     stddev: float = attrs.field(converter=lambda v: checks.non_negative("stddev", v))
     mean: float = attrs.field(default=0.0, converter=lambda v: checks.finite("mean", v))
@@ -120,6 +122,8 @@ class Initializer(_NeedsInitializer):
     [[1.0, 0.0], [0.0, 1.0]]
     """
 
+    keeps_unselected = True  # entries outside the mask keep their bits (tested)
+
     initializer: object = attrs.field(default=None, converter=_identifier)
 
     def __call__(self, weights, mask, seed):
@@ -149,6 +153,8 @@ class ShrinkPerturb(_NeedsInitializer):
     >>> sp(np.full(2, 4.0, "float32"), np.array([True, False]), 0).tolist()
     [3.0, 4.0]
     """
+
+    keeps_unselected = True  # entries outside the mask keep their bits (tested)
 
     shrink: float = attrs.field(converter=lambda v: checks.fraction("shrink", v))
     perturb: float = attrs.field(converter=lambda v: checks.non_negative("perturb", v))
@@ -185,6 +191,8 @@ class DropAndGrow:
     >>> dg(np.array([0.0, 0.2, 0.7], "float32"), np.array([True, True, False]), 0).tolist()
     [1.0, 0.0, 0.7]
     """
+
+    keeps_unselected = True  # entries outside the mask keep their bits (tested)
 
     grow: object = attrs.field(factory=lambda: Normal(0.01))
 

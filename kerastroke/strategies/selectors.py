@@ -42,7 +42,7 @@ class RandomFraction:
     def __call__(self, weights, amount, seed):
         amount = _amount(amount)
         w = arrays.tensor(weights)
-        mask = arrays.choose(ops.ones(ops.shape(w), dtype="bool"), amount, seed)
+        mask = arrays.choose(ops.ones(arrays.shape(w), dtype="bool"), amount, seed)
         return arrays.like(mask, weights)
 
 
