@@ -6,6 +6,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import pytest  # noqa: E402
+
+# Scripts run in their own processes (they configure devices before TF starts).
+collect_ignore = ["scripts"]
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 # Eager backend ops make the first examples slow; time is checked by the suite, not per example.

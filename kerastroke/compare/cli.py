@@ -206,7 +206,8 @@ def main(argv=None):
         The exit status (usage errors exit with status 2 through argparse).
 
     Example:
-    >>> main(["compare", "--help"])  # doctest: +SKIP
+        `main(["compare", "--epochs", "5", "--seeds", "0", "1"])` runs the
+        comparison as the shell command `kerastroke compare --epochs 5 --seeds 0 1`.
     """
     args = build_parser().parse_args(argv)
     return args.run(args)

@@ -67,10 +67,16 @@ class PlasticityCallback(keras.callbacks.Callback):
     repeats a straight run.
 
     After each application `logs` gains `<name>_changed` (entries whose value
-    changed) and `<name>_fraction` (that count over all targeted entries);
+    changed), `<name>_fraction` (that count over all targeted entries) and
+    `<name>_sparsity` (the fraction of targeted entries exactly zero);
     History and TensorBoard record them. At batch frequency the batch logs of
     an application carry its figures, and the epoch logs carry the total
-    changed over the epoch and the mean fraction per application.
+    changed over the epoch, the mean fraction per application and the
+    sparsity at the epoch's end.
+
+    Validation metrics that Keras computes during `fit` are measured before
+    `on_epoch_end`, so they see the weights from before that epoch's
+    application.
 
     Args:
         rules: A `Rule` or a list of them, applied in order.
@@ -213,8 +219,9 @@ class PlasticityCallback(keras.callbacks.Callback):
                 frequency; passed to every rule's schedule.
 
         Returns:
-            A dict `{"changed": int, "fraction": float}`: entries whose value
-            changed, and that count over all targeted entries.
+            A dict `{"changed": int, "fraction": float, "sparsity": float}`:
+            entries whose value changed, that count over all targeted
+            entries, and the fraction of targeted entries exactly zero.
         """
         model = self.model  # On JAX this syncs the trainer's state into the variables.
         variables = self._targets if self._targets is not None else self.targeted_variables()
