@@ -262,3 +262,12 @@ def test_persistent_pruning_resumes_bit_identically(tmp_path, op_determinism):
     fit(resumed, [pruning(), keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
     for a, b in zip(straight.weights, resumed.weights):
         assert np.array_equal(np.asarray(a.numpy()).view(np.uint32), np.asarray(b.numpy()).view(np.uint32))
+
+
+def test_strip_stops_holding_zeros_in_the_next_fit():
+    model = _mlp()
+    x, y = _data()
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[MagnitudePruning(0.6, seed=1)])
+    kerastroke.strip(model)
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    assert kerastroke.sparsity(model)["total"] < 0.1  # the zeros regrew

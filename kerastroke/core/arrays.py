@@ -13,7 +13,22 @@ from kerastroke.core import seeds
 
 
 def tensor(x, dtype=None):
-    """`x` as a backend tensor (NumPy arrays and Python scalars included)."""
+    """`x` as a backend tensor (NumPy arrays and Python scalars included).
+
+    Raises:
+        TypeError: for float64 on JAX without 64-bit mode, which JAX would
+            silently turn into float32 (and so compare and draw wrongly).
+    """
+    if keras.backend.backend() == "jax":
+        wanted = dtype if dtype is not None else getattr(x, "dtype", None)
+        if wanted is not None and keras.backend.standardize_dtype(wanted) == "float64":
+            import jax
+
+            if not jax.config.jax_enable_x64:
+                raise TypeError(
+                    "float64 weights on the JAX backend need 64-bit mode: set "
+                    "JAX_ENABLE_X64=1 (or jax.config.update('jax_enable_x64', True))."
+                )
     return ops.convert_to_tensor(x, dtype=dtype)
 
 

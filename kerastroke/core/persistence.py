@@ -29,7 +29,9 @@ class HoldZeros(keras.constraints.Constraint):
     def __call__(self, w):
         if self.inner is not None:
             w = self.inner(w)
-        return ops.where(self.mask, ops.zeros_like(w), w)
+        # Keras passes the variable itself; JAX needs plain arrays.
+        w = ops.convert_to_tensor(w)
+        return ops.where(ops.convert_to_tensor(self.mask), ops.zeros_like(w), w)
 
 
 def hold_zeros(variable):
@@ -74,4 +76,8 @@ def strip(model):
     >>> # model.fit(x, y, callbacks=[MagnitudePruning(0.8)])
     >>> # kerastroke.strip(model); model.save("pruned.keras")
     """
-    return sum(release(variable) for variable in model.variables)
+    released = sum(release(variable) for variable in model.variables)
+    if released and getattr(model, "compiled", False):
+        # A train function traced with the constraints would keep applying them.
+        model.make_train_function(force=True)
+    return released
