@@ -32,6 +32,17 @@ def tensor(x, dtype=None):
     return ops.convert_to_tensor(x, dtype=dtype)
 
 
+def weights_and_mask(weights, mask):
+    """A mutator's inputs as tensors; a mask of another shape is a ValueError."""
+    w = tensor(weights)
+    m = tensor(mask, "bool")
+    if shape(m) != shape(w):
+        raise ValueError(
+            f"`mask` must have the weights' shape {shape(w)}. Received: mask.shape={shape(m)}"
+        )
+    return w, m
+
+
 def scalar(value, dtype):
     """A 0-d tensor holding `value` in `dtype`, with exactly the bits NumPy gives it.
 

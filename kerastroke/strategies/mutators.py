@@ -17,17 +17,6 @@ from kerastroke.core import arrays, checks, seeds
 from kerastroke.core.serialization import register
 
 
-def _inputs(weights, mask):
-    w = arrays.tensor(weights)
-    m = arrays.tensor(mask, "bool")
-    if arrays.shape(m) != arrays.shape(w):
-        raise ValueError(
-            f"`mask` must have the weights' shape {arrays.shape(w)}. "
-            f"Received: mask.shape={arrays.shape(m)}"
-        )
-    return w, m
-
-
 def _draw_dtype(dtype):
     # Half-precision draws are made in float32 and rounded once.
     return "float64" if dtype == "float64" else "float32"
@@ -80,7 +69,7 @@ class Uniform:
         return lo, hi
 
     def __call__(self, weights, mask, seed):
-        w, m = _inputs(weights, mask)
+        w, m = arrays.weights_and_mask(weights, mask)
         dtype = arrays.dtype_name(w)
         # Checked before anything is selected, so bounds that fit no value of
         # the dtype fail on the first call rather than on the first selection.
@@ -142,7 +131,7 @@ class Constant:
         return rounded
 
     def __call__(self, weights, mask, seed):
-        w, m = _inputs(weights, mask)
+        w, m = arrays.weights_and_mask(weights, mask)
         rounded = self._rounded(arrays.dtype_name(w))
         return arrays.like(ops.where(m, arrays.scalar(rounded, arrays.dtype_name(w)), w), weights)
 

@@ -15,17 +15,6 @@ from kerastroke.core import arrays, checks, seeds
 from kerastroke.core.serialization import register
 
 
-def _mask_of(weights, mask):
-    w = arrays.tensor(weights)
-    m = arrays.tensor(mask, "bool")
-    if arrays.shape(m) != arrays.shape(w):
-        raise ValueError(
-            f"`mask` must have the weights' shape {arrays.shape(w)}. "
-            f"Received: mask.shape={arrays.shape(m)}"
-        )
-    return w, m
-
-
 def _identifier(value):
     """Keeps initializers JSON-ready: a name, a config dict, or None."""
     if value is None or isinstance(value, (str, dict)):
@@ -92,7 +81,7 @@ class Normal:
     mean: float = attrs.field(default=0.0, converter=lambda v: checks.finite("mean", v))
 
     def __call__(self, weights, mask, seed):
-        w, m = _mask_of(weights, mask)
+        w, m = arrays.weights_and_mask(weights, mask)
         selected = arrays.count(m)
         if selected == 0:
             return arrays.like(w, weights)
@@ -127,7 +116,7 @@ class Initializer(_NeedsInitializer):
     initializer: object = attrs.field(default=None, converter=_identifier)
 
     def __call__(self, weights, mask, seed):
-        w, m = _mask_of(weights, mask)
+        w, m = arrays.weights_and_mask(weights, mask)
         if arrays.count(m) == 0:
             return arrays.like(w, weights)
         return arrays.like(ops.where(m, self._fresh(w, seed), w), weights)
@@ -161,7 +150,7 @@ class ShrinkPerturb(_NeedsInitializer):
     initializer: object = attrs.field(default=None, converter=_identifier)
 
     def __call__(self, weights, mask, seed):
-        w, m = _mask_of(weights, mask)
+        w, m = arrays.weights_and_mask(weights, mask)
         if arrays.count(m) == 0:
             return arrays.like(w, weights)
         dtype = arrays.dtype_name(w)
@@ -204,7 +193,7 @@ class DropAndGrow:
         return self if bind is None else attrs.evolve(self, grow=bind(initializer))
 
     def __call__(self, weights, mask, seed):
-        w, m = _mask_of(weights, mask)
+        w, m = arrays.weights_and_mask(weights, mask)
         zero = ops.zeros_like(w)
         empty = ops.equal(w, zero)
         grow_mask = ops.logical_and(m, empty)

@@ -90,6 +90,15 @@ def _parts(value):
     return parts
 
 
+def _combined(parts, combine, weights, amount, seed):
+    """Folds the parts' full selections with `combine`, then picks `amount` of them."""
+    amount = _amount(amount)
+    eligible = None
+    for selection in _full_selections(parts, weights, seed):
+        eligible = selection if eligible is None else combine(eligible, selection)
+    return arrays.like(arrays.choose(eligible, amount, seed), weights)
+
+
 def _full_selections(parts, weights, seed):
     w = arrays.tensor(weights)
     for index, part in enumerate(parts):
@@ -104,11 +113,7 @@ class Intersection:
     parts: tuple = attrs.field(converter=_parts)
 
     def __call__(self, weights, amount, seed):
-        amount = _amount(amount)
-        eligible = None
-        for selection in _full_selections(self.parts, weights, seed):
-            eligible = selection if eligible is None else ops.logical_and(eligible, selection)
-        return arrays.like(arrays.choose(eligible, amount, seed), weights)
+        return _combined(self.parts, ops.logical_and, weights, amount, seed)
 
 
 @register("selectors.union")
@@ -119,11 +124,7 @@ class Union:
     parts: tuple = attrs.field(converter=_parts)
 
     def __call__(self, weights, amount, seed):
-        amount = _amount(amount)
-        eligible = None
-        for selection in _full_selections(self.parts, weights, seed):
-            eligible = selection if eligible is None else ops.logical_or(eligible, selection)
-        return arrays.like(arrays.choose(eligible, amount, seed), weights)
+        return _combined(self.parts, ops.logical_or, weights, amount, seed)
 
 
 @register("selectors.complement")
