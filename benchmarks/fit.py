@@ -1,0 +1,193 @@
+"""(d) and (f): `model.fit` with callbacks, against the same fit without them.
+
+Each configuration gets its own model, compiled and warmed up by a one-epoch
+fit (tracing, and a persistent callback's first application, happen there).
+Then the configurations take turns, one epoch each (a `fit` call with
+`initial_epoch` counting on), so a change in the machine's load reaches every
+configuration alike. An epoch is timed from a clock callback placed before
+every other callback (its `on_epoch_begin` runs first) to one placed after
+them (its `on_epoch_end` runs last): it includes the callbacks' work and
+leaves out `fit`'s set-up. The overhead is the median over turns of
+(epoch time / baseline epoch time of the same turn) - 1; the same ratio of
+process CPU time (all threads), which other processes' load disturbs less,
+and the ratio of the fastest epochs are kept too. Time spent inside each
+callback's `on_epoch_end` is also recorded: its share of the baseline epoch
+is the overhead of a callback that does nothing between epoch ends, without
+the wall-clock noise.
+"""
+
+import gc
+import statistics
+import time
+
+import keras
+import numpy as np
+
+import kerastroke
+from benchmarks.models import PRESETS
+from benchmarks.timing import ratio
+
+
+def make_data(samples, features, classes, seed=0):
+    """Gaussian inputs, labels from a random linear teacher: learnable, no download."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((samples, features), dtype=np.float32)
+    teacher = rng.standard_normal((features, classes), dtype=np.float32)
+    y = np.argmax(x @ teacher, axis=1).astype(np.int32)
+    return x, y
+
+
+def mlp(features, hidden, classes, seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [keras.Input((features,))]
+        + [keras.layers.Dense(units, activation="relu") for units in hidden]
+        + [keras.layers.Dense(classes)]
+    )
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+class _EpochStart(keras.callbacks.Callback):
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.clock["start"] = (time.perf_counter(), time.process_time())
+
+
+class _EpochEnd(keras.callbacks.Callback):
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock
+
+    def on_epoch_end(self, epoch, logs=None):
+        wall, cpu = self.clock["start"]
+        self.clock["epochs"].append(time.perf_counter() - wall)
+        self.clock["cpu"].append(time.process_time() - cpu)
+
+
+def _time_epoch_ends(callback, sink):
+    inner = callback.on_epoch_end
+
+    def on_epoch_end(epoch, logs=None):
+        start = time.perf_counter()
+        try:
+            return inner(epoch, logs)
+        finally:
+            sink.append(time.perf_counter() - start)
+
+    # Keras calls callback.on_epoch_end(...): the instance attribute comes first.
+    callback.on_epoch_end = on_epoch_end
+
+
+def paired_overhead(times, baseline_times):
+    """Median over turns of (epoch time / the baseline's epoch time in the same turn) - 1.
+
+    The two epochs of a turn ran back to back, so a change in the machine's
+    load between turns cancels out of each ratio.
+    """
+    return statistics.median(t / b for t, b in zip(times, baseline_times)) - 1.0
+
+
+def overhead(configs, build, x, y, *, epochs, batch_size, log=print):
+    """Epoch times of each configuration (name -> factory of its callbacks); the first is the baseline.
+
+    Each configuration trains `epochs` timed epochs after its warm-up epoch,
+    one `fit` call per epoch (`initial_epoch` counting on), the configurations
+    taking turns epoch by epoch.
+    """
+    runs = {}
+    for name, make_callbacks in configs.items():
+        model = build()
+        callbacks = make_callbacks()
+        inside = []
+        for callback in callbacks:
+            _time_epoch_ends(callback, inside)
+        clock = {"start": None, "epochs": [], "cpu": []}
+        callbacks = [_EpochStart(clock), *callbacks, _EpochEnd(clock)]
+        start = time.perf_counter()
+        model.fit(x, y, epochs=1, batch_size=batch_size, verbose=0, callbacks=callbacks)
+        runs[name] = {"model": model, "callbacks": callbacks, "inside": inside, "fits": [], "clock": clock,
+                      "warmup_s": time.perf_counter() - start}
+        inside.clear()
+        clock["epochs"].clear()
+        clock["cpu"].clear()
+    names = list(runs)
+    for epoch in range(1, epochs + 1):
+        shift = epoch % len(names)
+        for name in names[shift:] + names[:shift]:
+            run = runs[name]
+            gc.collect()
+            start = time.perf_counter()
+            run["model"].fit(x, y, initial_epoch=epoch, epochs=epoch + 1, batch_size=batch_size, verbose=0,
+                             callbacks=run["callbacks"])
+            run["fits"].append(time.perf_counter() - start)
+        log("    epoch {}: {}".format(epoch, ", ".join(f"{name} {runs[name]['clock']['epochs'][-1]:.2f} s"
+                                                      for name in names)))
+    baseline = runs[names[0]]
+    baseline_epochs, baseline_cpu = baseline["clock"]["epochs"], baseline["clock"]["cpu"]
+    baseline_epoch = min(baseline_epochs)
+    results = {}
+    for name, run in runs.items():
+        epoch_times, cpu_times = run["clock"]["epochs"], run["clock"]["cpu"]
+        per_epoch_inside = sum(run["inside"]) / len(epoch_times)
+        results[name] = {
+            "epoch_s": epoch_times,
+            "epoch_cpu_s": cpu_times,
+            "min_epoch_s": min(epoch_times),
+            "median_epoch_s": statistics.median(epoch_times),
+            "overhead": paired_overhead(epoch_times, baseline_epochs),
+            "fastest_overhead": ratio(min(epoch_times), baseline_epoch) - 1.0,
+            "cpu_overhead": paired_overhead(cpu_times, baseline_cpu),
+            "fit_call_s": run["fits"],
+            "warmup_fit_s": run["warmup_s"],
+            "callback_s_per_epoch": per_epoch_inside,
+            "callback_share": ratio(per_epoch_inside, baseline_epoch),
+            "sparsity_after": kerastroke.sparsity(run["model"])["total"],
+        }
+    results[names[0]]["spread"] = ratio(max(baseline_epochs), baseline_epoch) - 1.0
+    for run in runs.values():
+        del run["model"]
+    keras.backend.clear_session()
+    gc.collect()
+    return results
+
+
+def run_presets(*, samples, features, hidden, classes, batch_size, epochs, log=print):
+    """(d): the three 2.x presets, each alone and all together, at epoch frequency."""
+    x, y = make_data(samples, features, classes)
+    configs = {"baseline": list}
+    for name, preset in PRESETS.items():
+        configs[name] = lambda preset=preset: [preset(seed=0)]
+    configs["all three"] = lambda: [preset(seed=index) for index, preset in enumerate(PRESETS.values())]
+    results = overhead(configs, lambda: mlp(features, hidden, classes), x, y,
+                       epochs=epochs, batch_size=batch_size, log=log)
+    model = mlp(features, hidden, classes)
+    return {
+        "model": {"layers": [features, *hidden, classes], "parameters": int(model.count_params()),
+                  "kernel_weights": int(sum(np.prod(v.shape) for v in model.trainable_variables if len(v.shape) >= 2))},
+        "data": {"samples": samples, "batch_size": batch_size, "steps_per_epoch": -(-samples // batch_size)},
+        "timed_epochs": epochs,
+        "configs": results,
+    }
+
+
+def run_persistent(x, y, *, hidden, classes, batch_size, epochs, sparsity, log=print):
+    """(f), kerastroke's side: MagnitudePruning(frequency="epoch"), a mask held after every step."""
+    features = x.shape[1]
+    configs = {
+        "baseline": list,
+        "MagnitudePruning": lambda: [kerastroke.MagnitudePruning(sparsity, frequency="epoch", seed=0)],
+    }
+    results = overhead(configs, lambda: mlp(features, hidden, classes), x, y,
+                       epochs=epochs, batch_size=batch_size, log=log)
+    return {
+        "model": {"layers": [features, *hidden, classes]},
+        "data": {"samples": int(x.shape[0]), "batch_size": batch_size,
+                 "steps_per_epoch": -(-x.shape[0] // batch_size)},
+        "sparsity": sparsity,
+        "timed_epochs": epochs,
+        "configs": results,
+    }
