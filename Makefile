@@ -22,10 +22,6 @@ DEMO_OUT := out/compare
 
 demo: $(STAMP)
 	$(BIN)/kerastroke compare --out $(DEMO_OUT)
-	@echo
-	@echo "Report:  $(DEMO_OUT)/report.md"
-	@echo "Plots:   $(DEMO_OUT)/val_accuracy.png  $(DEMO_OUT)/weight_distribution.png"
-	@echo "Numbers: $(DEMO_OUT)/results.json"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
