@@ -301,13 +301,21 @@ def _pick(eligible, total, k, seed):
     return ops.reshape(picked, dims)
 
 
+def positions(mask):
+    """The flat (row-major) indices of the True entries of `mask`, ascending."""
+    return ops.nonzero(ops.reshape(mask, (-1,)))[0]
+
+
+def put_at(weights, flat_positions, values):
+    """A new tensor: `weights` with `values` at `flat_positions`; other bits kept."""
+    flat = ops.reshape(weights, (-1,))
+    updated = ops.scatter_update(flat, ops.expand_dims(flat_positions, 1), values)
+    return ops.reshape(updated, shape(weights))
+
+
 def put(weights, mask, values):
     """Writes `values` into the True entries of `mask`, in flat (row-major) order.
 
     Returns a new tensor; entries outside the mask keep their exact bits.
     """
-    dims = shape(weights)
-    flat = ops.reshape(weights, (-1,))
-    positions = ops.nonzero(ops.reshape(mask, (-1,)))[0]
-    updated = ops.scatter_update(flat, ops.expand_dims(positions, 1), values)
-    return ops.reshape(updated, dims)
+    return put_at(weights, positions(mask), values)

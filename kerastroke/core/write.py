@@ -94,6 +94,14 @@ def _differs(new, original):
     return ops.logical_and(ops.not_equal(new, original), ops.logical_not(both_nan))
 
 
+def _run(current, rules, rule_amounts, seed, where):
+    """Every rule with a non-zero amount, in order, on one tensor."""
+    for index, (rule, amount) in enumerate(zip(rules, rule_amounts)):
+        if amount:
+            current = _step(rule, index, current, amount, seed, where)
+    return current
+
+
 def apply_rules(weights, rules, step, seed, where="", rule_amounts=None):
     """Applies `rules` in order to one weight tensor; pure.
 
@@ -117,10 +125,7 @@ def apply_rules(weights, rules, step, seed, where="", rule_amounts=None):
     original = arrays.tensor(weights)
     if rule_amounts is None:
         rule_amounts = amounts(rules, step)
-    current = original
-    for index, (rule, amount) in enumerate(zip(rules, rule_amounts)):
-        if amount != 0.0:
-            current = _step(rule, index, current, amount, seed, where)
+    current = _run(original, rules, rule_amounts, seed, where)
     if current is original:
         return original, 0
     return current, arrays.count(_differs(current, original))
@@ -137,10 +142,6 @@ def _global_masks(rule, index, currents, amount, seed):
         masks.append(ops.reshape(mask[offset:offset + size], arrays.shape(current)))
         offset += size
     return masks
-
-
-def _flat_positions(mask):
-    return ops.nonzero(ops.reshape(mask, (-1,)))[0]
 
 
 # The in-place path pays ~24 bytes per selected entry (index, value, old
@@ -168,7 +169,7 @@ def _write_selected(variable, rule, index, amount, seed):
         if changed:
             variable.assign(new)
         return changed
-    positions = _flat_positions(mask)
+    positions = arrays.positions(mask)
     dtype = arrays.dtype_name(original)
     try:
         values = rule.mutator.draw(dtype, selected, seeds.derive(rule_seed, "mutate"))
@@ -195,8 +196,7 @@ def _scatter(variable, shape, positions, values):
             rest = rest % stride
         variable.value.scatter_nd_update(ops.stack(columns, axis=1), values)
         return
-    flat = ops.reshape(arrays.tensor(variable.value), (-1,))
-    variable.assign(ops.reshape(ops.scatter_update(flat, ops.expand_dims(positions, 1), values), shape))
+    variable.assign(arrays.put_at(arrays.tensor(variable.value), positions, values))
 
 
 def _strides(shape):
@@ -264,10 +264,7 @@ def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=
         for variable in variables:
             # One read: every later use shares this tensor instead of re-reading the variable.
             original = arrays.tensor(variable.value)
-            new = original
-            for index, (rule, amount) in enumerate(zip(rules_of(variable), rule_amounts)):
-                if amount:
-                    new = _step(rule, index, new, amount, seed_of(variable), variable.path)
+            new = _run(original, rules_of(variable), rule_amounts, seed_of(variable), variable.path)
             finish(variable, original, new)
         return total
     originals = [arrays.tensor(variable.value) for variable in variables]
