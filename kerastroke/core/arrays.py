@@ -130,6 +130,11 @@ def at_most(bound, dtype, strict=False):
 _BITS = {"float16": "int16", "bfloat16": "int16", "float32": "int32", "float64": "int64"}
 
 
+def bits_dtype(dtype):
+    """The signed integer dtype as wide as the float `dtype`, e.g. "int32" for "float32"."""
+    return _BITS[keras.backend.standardize_dtype(dtype)]
+
+
 def _key_of_bits(bits, width):
     # Sign-magnitude bits to a two's-complement key: -0.0 and 0.0 both map to 0.
     magnitude = bits & (2 ** (width - 1) - 1)
