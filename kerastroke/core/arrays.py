@@ -210,6 +210,12 @@ def clamp(values, low, high):
         A tensor of the same shape and dtype.
     """
     dtype = dtype_name(values)
+    if _flush_proof(low) and _flush_proof(high) and float(low) != 0.0 and float(high) != 0.0:
+        # With normal, non-zero bounds a float clip is exact: an entry inside
+        # them comes back bit for bit, one outside becomes the bound itself,
+        # and a subnormal entry (flushed to zero or not) lies on the same side
+        # of each bound as zero.
+        return ops.clip(values, tensor(low, dtype), tensor(high, dtype))
     int_dtype = _BITS[dtype]
     width = 8 * np.dtype(int_dtype).itemsize
     key, _ = order_keys(values)
@@ -304,6 +310,72 @@ def _pick(eligible, total, k, seed):
         rank = ops.cumsum(ops.cast(flat, "int32" if size < 2**31 else "int64")) - 1
         picked = ops.logical_and(flat, ops.take(picked, ops.maximum(rank, 0)))
     return ops.reshape(picked, dims)
+
+
+def _tensorflow_on_cpu(x):
+    return keras.backend.backend() == "tensorflow" and "CPU" in getattr(x, "device", "")
+
+
+class _Capsule:
+    """Hands a TensorFlow DLPack capsule to `np.from_dlpack`, which wants `__dlpack__`."""
+
+    def __init__(self, x):
+        import tensorflow as tf
+
+        # A variable is read first: reading a CPU variable shares its buffer.
+        self.capsule = tf.experimental.dlpack.to_dlpack(tf.convert_to_tensor(x))
+
+    def __dlpack__(self, stream=None, **kwargs):
+        return self.capsule
+
+    def __dlpack_device__(self):
+        return (1, 0)  # kDLCPU
+
+
+# TensorFlow's CPU kernels require buffers aligned to 64 bytes (Eigen's
+# largest packet); a tensor sharing an unaligned NumPy buffer aborts the process.
+_ALIGN = 64
+
+
+def _aligned_copy(array):
+    """A copy of `array` in a new buffer aligned to `_ALIGN` bytes."""
+    raw = np.empty(array.nbytes + _ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % _ALIGN
+    out = raw[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+    np.copyto(out, array)
+    return out
+
+
+def host_copy(x):
+    """A new, writable NumPy array with the values of the tensor `x`.
+
+    A TensorFlow CPU tensor is read through DLPack without a copy and then
+    copied once by NumPy, into a buffer `from_host` can hand back without a
+    copy. NumPy's fresh large buffers are backed by huge pages; a fresh
+    TensorFlow buffer of the same size costs several memcpys in page faults
+    on first touch.
+    """
+    if _tensorflow_on_cpu(x):
+        try:
+            return _aligned_copy(np.from_dlpack(_Capsule(x)))
+        except (BufferError, RuntimeError, TypeError):
+            pass  # bfloat16 has no DLPack type
+    return np.array(ops.convert_to_numpy(x))
+
+
+def from_host(array):
+    """A backend tensor of the NumPy `array`, sharing its memory where the backend can.
+
+    The caller hands `array` over: it must not be written afterwards.
+    """
+    if keras.backend.backend() == "tensorflow" and array.ctypes.data % _ALIGN == 0:
+        import tensorflow as tf
+
+        try:
+            return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+        except (BufferError, RuntimeError, TypeError):
+            pass  # bfloat16 has no DLPack type
+    return tensor(array)
 
 
 def positions(mask):

@@ -8,7 +8,7 @@ only once every rule has succeeded, so a variable is never left half-written.
 
 import math
 
-import keras
+import numpy as np
 from keras import ops
 
 from kerastroke.core import arrays, seeds
@@ -88,10 +88,13 @@ def _step(rule, index, current, amount, seed, where, mask=None):
     return ops.where(mask, new, current)
 
 
-def _differs(new, original):
-    """Entries whose value changed; a NaN that stays NaN has not."""
-    both_nan = ops.logical_and(ops.isnan(new), ops.isnan(original))
-    return ops.logical_and(ops.not_equal(new, original), ops.logical_not(both_nan))
+def _differs(new, original, xp=ops):
+    """Entries whose value changed; a NaN that stays NaN has not.
+
+    `xp` is `keras.ops` for backend tensors or `numpy` for host arrays.
+    """
+    both_nan = xp.logical_and(xp.isnan(new), xp.isnan(original))
+    return xp.logical_and(xp.not_equal(new, original), xp.logical_not(both_nan))
 
 
 def _run(current, rules, rule_amounts, seed, where):
@@ -144,67 +147,65 @@ def _global_masks(rule, index, currents, amount, seed):
     return masks
 
 
-# The in-place path pays ~24 bytes per selected entry (index, value, old
-# value) against ~4 bytes per entry for a dense write of float32.
-_SPARSE_BELOW = 8
+def _by_index_limit(mutator):
+    """The largest selected fraction for which `_write_drawn` writes by index.
+
+    A mutator that fills one value merges densely with a single `where`,
+    cheaper than an index per entry once more than 1/8 of the entries are
+    selected (an index and a value cost ~8-16 bytes per entry against ~4 per
+    entry for a dense float32 write). Any other drawing mutator places its
+    values by index either way.
+    """
+    return 1 / 8 if getattr(mutator, "fills_one_value", False) else 1.0
 
 
-def _write_selected(variable, rule, index, amount, seed):
-    """The in-place path of `write_model` for a rule whose mutator has `draw`.
+def _write_drawn(variable, rule, index, amount, seed):
+    """The by-index path of `write_model` for a rule whose mutator has `draw`.
 
     `mutator(w, mask, seed)` equals `w` with `mutator.draw(dtype, count, seed)`
-    put into the mask's entries in flat order, so only those entries are read
-    and written: O(selected) work besides the selection itself.
+    put into the mask's entries in flat order, so only those entries are
+    drawn and compared, and the merge is one copy plus an indexed store.
+    Indices, comparison and merge run in NumPy on the host: on TensorFlow's
+    CPU kernels a `nonzero` or a scatter into a copy costs several times
+    more, and NumPy's fresh buffers do not pay TensorFlow's page faults.
+
+    The new tensor is assigned whole. TensorFlow's in-place
+    `scatter_nd_update` would save the copy, but it switches the variable to
+    copy-on-read for good: every later read, each training step's included,
+    would copy the whole variable.
     """
     rule_seed = _rule_seed(seed, index)
     original = arrays.tensor(variable.value)
     mask = _select(rule, index, original, amount, seeds.derive(rule_seed, "select"), variable.path)
-    selected = arrays.count(mask)
+    host_mask = ops.convert_to_numpy(mask)
+    selected = int(np.count_nonzero(host_mask))
     if not selected:
         return 0
-    if selected > math.prod(arrays.shape(original)) // _SPARSE_BELOW:
-        # Most entries change: one dense write is cheaper than an index per entry.
+    if selected > host_mask.size * _by_index_limit(rule.mutator):
         new = _step(rule, index, original, amount, seed, variable.path, mask)
         changed = arrays.count(_differs(new, original))
         if changed:
             variable.assign(new)
         return changed
-    positions = arrays.positions(mask)
+    del mask
+    index_dtype = np.int32 if host_mask.size < 2**31 else np.int64
+    flat = np.flatnonzero(host_mask).astype(index_dtype, copy=False)
+    del host_mask
     dtype = arrays.dtype_name(original)
     try:
         values = rule.mutator.draw(dtype, selected, seeds.derive(rule_seed, "mutate"))
     except Exception as exc:
         _reraise_with_context(exc, _describe(index, rule, "mutator", variable.path))
-    values = _checked(values, positions, dtype, index, rule, "mutator", variable.path)
-    old = ops.take(ops.reshape(original, (-1,)), positions)
-    changed = arrays.count(_differs(values, old))
-    shape = arrays.shape(original)
-    # Dropping the read before writing lets TensorFlow update the buffer in
-    # place instead of copying it for the reader.
-    del original, mask, old
+    values = _checked(values, flat, dtype, index, rule, "mutator", variable.path)
+    new = arrays.host_copy(original)
+    del original
+    values = ops.convert_to_numpy(values)
+    flat_new = new.reshape(-1)
+    changed = int(np.count_nonzero(_differs(values, flat_new[flat], xp=np)))
     if changed:
-        _scatter(variable, shape, positions, values)
+        flat_new[flat] = values
+        variable.assign(arrays.from_host(new))
     return changed
-
-
-def _scatter(variable, shape, positions, values):
-    """Writes `values` at flat `positions` of `variable`, in place where the backend can."""
-    if keras.backend.backend() == "tensorflow" and hasattr(variable.value, "scatter_nd_update"):
-        columns, rest = [], positions
-        for stride in _strides(shape):
-            columns.append(rest // stride)
-            rest = rest % stride
-        variable.value.scatter_nd_update(ops.stack(columns, axis=1), values)
-        return
-    variable.assign(arrays.put_at(arrays.tensor(variable.value), positions, values))
-
-
-def _strides(shape):
-    strides, step = [], 1
-    for dim in reversed(shape):
-        strides.append(step)
-        step *= int(dim)
-    return list(reversed(strides))
 
 
 def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=None):
@@ -251,11 +252,11 @@ def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=
         and rules[active[0]].scope == "tensor"
         and all(hasattr(rules_of(v)[active[0]].mutator, "draw") for v in variables)
     ):
-        # One rule whose new values do not depend on the old ones: write only
-        # the selected entries, in place, without building a new tensor.
+        # One rule whose new values do not depend on the old ones: draw,
+        # compare and scatter only the selected entries.
         index = active[0]
         for variable in variables:
-            total += _write_selected(
+            total += _write_drawn(
                 variable, rules_of(variable)[index], index, rule_amounts[index], seed_of(variable)
             )
         return total

@@ -118,6 +118,7 @@ class Constant:
     """
 
     keeps_unselected = True  # entries outside the mask keep their bits (tested)
+    fills_one_value = True  # a writer may merge it with one dense `where`
 
     value: float = attrs.field(converter=lambda v: checks.finite("value", v))
 
