@@ -1,7 +1,8 @@
 """(d) and (f): `model.fit` with callbacks, against the same fit without them.
 
-Each configuration gets its own model, compiled and warmed up by a one-epoch
-fit (tracing, and a persistent callback's first application, happen there).
+Each configuration gets its own model, compiled and warmed up by a fit of
+`warmup_epochs` (tracing happens there; for a persistent callback also its
+first application, which attaches the mask, and the retrace that follows).
 Then the configurations take turns, one epoch each (a `fit` call with
 `initial_epoch` counting on), so a change in the machine's load reaches every
 configuration alike. An epoch is timed from a clock callback placed before
@@ -91,10 +92,10 @@ def paired_overhead(times, baseline_times):
     return statistics.median(t / b for t, b in zip(times, baseline_times)) - 1.0
 
 
-def overhead(configs, build, x, y, *, epochs, batch_size, log=print):
+def overhead(configs, build, x, y, *, epochs, batch_size, warmup_epochs=1, log=print):
     """Epoch times of each configuration (name -> factory of its callbacks); the first is the baseline.
 
-    Each configuration trains `epochs` timed epochs after its warm-up epoch,
+    Each configuration trains `epochs` timed epochs after its warm-up epochs,
     one `fit` call per epoch (`initial_epoch` counting on), the configurations
     taking turns epoch by epoch.
     """
@@ -108,14 +109,14 @@ def overhead(configs, build, x, y, *, epochs, batch_size, log=print):
         clock = {"start": None, "epochs": [], "cpu": []}
         callbacks = [_EpochStart(clock), *callbacks, _EpochEnd(clock)]
         start = time.perf_counter()
-        model.fit(x, y, epochs=1, batch_size=batch_size, verbose=0, callbacks=callbacks)
+        model.fit(x, y, epochs=warmup_epochs, batch_size=batch_size, verbose=0, callbacks=callbacks)
         runs[name] = {"model": model, "callbacks": callbacks, "inside": inside, "fits": [], "clock": clock,
                       "warmup_s": time.perf_counter() - start}
         inside.clear()
         clock["epochs"].clear()
         clock["cpu"].clear()
     names = list(runs)
-    for epoch in range(1, epochs + 1):
+    for epoch in range(warmup_epochs, warmup_epochs + epochs):
         shift = epoch % len(names)
         for name in names[shift:] + names[:shift]:
             run = runs[name]
@@ -155,7 +156,7 @@ def overhead(configs, build, x, y, *, epochs, batch_size, log=print):
     return results
 
 
-def run_presets(*, samples, features, hidden, classes, batch_size, epochs, log=print):
+def run_presets(*, samples, features, hidden, classes, batch_size, epochs, warmup_epochs=1, log=print):
     """(d): the three 2.x presets, each alone and all together, at epoch frequency."""
     x, y = make_data(samples, features, classes)
     configs = {"baseline": list}
@@ -163,18 +164,19 @@ def run_presets(*, samples, features, hidden, classes, batch_size, epochs, log=p
         configs[name] = lambda preset=preset: [preset(seed=0)]
     configs["all three"] = lambda: [preset(seed=index) for index, preset in enumerate(PRESETS.values())]
     results = overhead(configs, lambda: mlp(features, hidden, classes), x, y,
-                       epochs=epochs, batch_size=batch_size, log=log)
+                       epochs=epochs, batch_size=batch_size, warmup_epochs=warmup_epochs, log=log)
     model = mlp(features, hidden, classes)
     return {
         "model": {"layers": [features, *hidden, classes], "parameters": int(model.count_params()),
                   "kernel_weights": int(sum(np.prod(v.shape) for v in model.trainable_variables if len(v.shape) >= 2))},
         "data": {"samples": samples, "batch_size": batch_size, "steps_per_epoch": -(-samples // batch_size)},
         "timed_epochs": epochs,
+        "warmup_epochs": warmup_epochs,
         "configs": results,
     }
 
 
-def run_persistent(x, y, *, hidden, classes, batch_size, epochs, sparsity, log=print):
+def run_persistent(x, y, *, hidden, classes, batch_size, epochs, sparsity, warmup_epochs=2, log=print):
     """(f), kerastroke's side: MagnitudePruning(frequency="epoch"), a mask held after every step."""
     features = x.shape[1]
     configs = {
@@ -182,12 +184,13 @@ def run_persistent(x, y, *, hidden, classes, batch_size, epochs, sparsity, log=p
         "MagnitudePruning": lambda: [kerastroke.MagnitudePruning(sparsity, frequency="epoch", seed=0)],
     }
     results = overhead(configs, lambda: mlp(features, hidden, classes), x, y,
-                       epochs=epochs, batch_size=batch_size, log=log)
+                       epochs=epochs, batch_size=batch_size, warmup_epochs=warmup_epochs, log=log)
     return {
         "model": {"layers": [features, *hidden, classes]},
         "data": {"samples": int(x.shape[0]), "batch_size": batch_size,
                  "steps_per_epoch": -(-x.shape[0] // batch_size)},
         "sparsity": sparsity,
         "timed_epochs": epochs,
+        "warmup_epochs": warmup_epochs,
         "configs": results,
     }

@@ -32,6 +32,11 @@ def _x(value, digits=1):
     return "-" if value is None else f"{value:.{digits}f}x"
 
 
+def _warmup(section):
+    epochs = section.get("warmup_epochs", 1)
+    return "a warm-up epoch" if epochs == 1 else f"a warm-up of {epochs} epochs"
+
+
 def _pct(value):
     return "-" if value is None else f"{value * 100:+.1f}%"
 
@@ -224,7 +229,7 @@ def _fit(results):
         "## d. `model.fit` overhead, presets at epoch frequency", "",
         f"MLP {layers} ({fit['model']['parameters']:,} parameters, {fit['model']['kernel_weights']:,} in kernels), "
         f"Adam, {fit['data']['samples']:,} generated samples, batch {fit['data']['batch_size']} "
-        f"({fit['data']['steps_per_epoch']} steps per epoch). After a warm-up epoch each configuration "
+        f"({fit['data']['steps_per_epoch']} steps per epoch). After {_warmup(fit)} each configuration "
         f"trained {fit['timed_epochs']} timed epochs, the configurations taking turns epoch by epoch; an "
         "epoch is timed from before every callback's on_epoch_begin to after every on_epoch_end. "
         "Overheads are medians over turns of (epoch / baseline epoch of the same turn), in wall-clock "
@@ -275,7 +280,8 @@ def _persistent(results):
         f"## f. Persistent pruning: fit overhead at {ours['sparsity']:.0%} sparsity", "",
         f"MLP {layers}, Adam, {ours['data']['samples']:,} generated samples, batch {ours['data']['batch_size']} "
         f"({ours['data']['steps_per_epoch']} steps per epoch); {ours['timed_epochs']} timed epochs each, taking "
-        "turns, after a warm-up epoch (where the first application attaches the mask); each library against "
+        f"turns, after {_warmup(ours)} (where the first application attaches the mask and the next epoch "
+        "retraces the train step); each library against "
         "its own baseline. Overhead: median over turns of (pruned epoch / baseline epoch of the same turn), "
         "in wall-clock (judged) and in process CPU time; and the fastest pruned epoch over the fastest "
         f"baseline epoch. Keras 3 baseline epochs ranged over {_pct(ours['configs']['baseline']['spread'])} "

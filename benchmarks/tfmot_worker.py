@@ -4,8 +4,8 @@
 
 Times the epochs of the same MLP with and without tfmot's
 `prune_low_magnitude` (ConstantSparsity, UpdatePruningStep) as
-benchmarks/fit.py does for Keras 3: a one-epoch warm-up each, then one epoch
-each in turn; prints one JSON line. It also records what
+benchmarks/fit.py does for Keras 3: a warm-up of `warmup_epochs` each, then
+one epoch each in turn; prints one JSON line. It also records what
 `prune_low_magnitude` says when given a Keras 3 model.
 """
 
@@ -95,13 +95,14 @@ def main(data_path, spec):
         run["clock"] = {"start": None, "epochs": [], "cpu": []}
         run["callbacks"] = [EpochStart(run["clock"]), *run["callbacks"], EpochEnd(run["clock"])]
         start = time.perf_counter()
-        run["model"].fit(x, y, epochs=1, batch_size=spec["batch_size"], verbose=0, callbacks=run["callbacks"])
+        run["model"].fit(x, y, epochs=spec["warmup_epochs"], batch_size=spec["batch_size"], verbose=0,
+                         callbacks=run["callbacks"])
         run["warmup_s"] = time.perf_counter() - start
         run["times"] = []
         run["clock"]["epochs"].clear()
         run["clock"]["cpu"].clear()
     names = list(runs)
-    for epoch in range(1, spec["epochs"] + 1):
+    for epoch in range(spec["warmup_epochs"], spec["warmup_epochs"] + spec["epochs"]):
         shift = epoch % len(names)
         for name in names[shift:] + names[:shift]:
             run = runs[name]
