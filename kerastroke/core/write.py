@@ -47,11 +47,11 @@ def amounts(rules, step):
     return result
 
 
-def _checked(result, reference, dtype, index, rule, piece, where):
+def _checked(result, shape, dtype, index, rule, piece, where):
     result = arrays.tensor(result)
     problems = []
-    if arrays.shape(result) != arrays.shape(reference):
-        problems.append(f"shape {arrays.shape(result)} instead of {arrays.shape(reference)}")
+    if arrays.shape(result) != shape:
+        problems.append(f"shape {arrays.shape(result)} instead of {shape}")
     if arrays.dtype_name(result) != dtype:
         problems.append(f"dtype {arrays.dtype_name(result)} instead of {dtype}")
     if problems:
@@ -64,7 +64,7 @@ def _select(rule, index, current, amount, seed, where):
         mask = rule.selector(current, amount, seed)
     except Exception as exc:
         _reraise_with_context(exc, _describe(index, rule, "selector", where))
-    return _checked(mask, current, "bool", index, rule, "selector", where)
+    return _checked(mask, arrays.shape(current), "bool", index, rule, "selector", where)
 
 
 def _rule_seed(seed, index):
@@ -80,7 +80,7 @@ def _step(rule, index, current, amount, seed, where, mask=None):
         new = rule.mutator(current, mask, seeds.derive(rule_seed, "mutate"))
     except Exception as exc:
         _reraise_with_context(exc, _describe(index, rule, "mutator", where))
-    new = _checked(new, current, arrays.dtype_name(current), index, rule, "mutator", where)
+    new = _checked(new, arrays.shape(current), arrays.dtype_name(current), index, rule, "mutator", where)
     if getattr(rule.mutator, "keeps_unselected", False):
         # Built-in mutators already leave unselected entries bit-identical
         # (property-tested); merging again would cost a full pass.
@@ -188,18 +188,20 @@ def _write_drawn(variable, rule, index, amount, seed):
             variable.assign(new)
         return changed
     del mask
-    index_dtype = np.int32 if host_mask.size < 2**31 else np.int64
-    flat = np.flatnonzero(host_mask).astype(index_dtype, copy=False)
-    del host_mask
     dtype = arrays.dtype_name(original)
+    # Drawn first and brought to the host at once, so the draw's temporaries
+    # are gone before the indices and the copy of the weights exist.
     try:
         values = rule.mutator.draw(dtype, selected, seeds.derive(rule_seed, "mutate"))
     except Exception as exc:
         _reraise_with_context(exc, _describe(index, rule, "mutator", variable.path))
-    values = _checked(values, flat, dtype, index, rule, "mutator", variable.path)
+    values = _checked(values, (selected,), dtype, index, rule, "mutator", variable.path)
+    values = ops.convert_to_numpy(values)
+    index_dtype = np.int32 if host_mask.size < 2**31 else np.int64
+    flat = np.flatnonzero(host_mask).astype(index_dtype, copy=False)
+    del host_mask
     new = arrays.host_copy(original)
     del original
-    values = ops.convert_to_numpy(values)
     flat_new = new.reshape(-1)
     changed = int(np.count_nonzero(_differs(values, flat_new[flat], xp=np)))
     if changed:
