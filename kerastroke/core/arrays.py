@@ -9,7 +9,7 @@ import ml_dtypes
 import numpy as np
 from keras import ops
 
-from kerastroke.core import seeds
+from kerastroke.core import draws, seeds
 
 
 def tensor(x, dtype=None):
@@ -230,28 +230,11 @@ def clamp(values, low, high):
 def _distinct_positions(size, want, seed):
     """A boolean (size,) tensor with exactly `want` True entries, uniformly at random.
 
-    Draws positions with replacement until `want` distinct ones are hit. Each
-    round draws exactly the shortfall, so the process stops the moment the
-    `want`-th distinct position appears: by symmetry every subset of that size
-    is equally likely. With `want <= size / 2` the shortfall at least halves
-    each round, so the cost is O(size) for the bitmap plus O(want) draws.
-
-    The draws come from keras.random; the bitmap is kept in NumPy, where
-    marking hits is in place (a backend scatter copies the whole bitmap every
-    round).
+    `draws.distinct` marks the positions in NumPy, where marking a hit is
+    in place (a backend scatter copies the whole bitmap every round), from
+    counter-based draws, so the picks are the same bits on every backend.
     """
-    index_dtype = "int32" if size < 2**31 else "int64"
-    hits = np.zeros(size, dtype=bool)
-    have, round_ = 0, 0
-    while have < want:
-        missing = want - have
-        draws = keras.random.randint(
-            (missing,), 0, size, dtype=index_dtype, seed=seeds.derive(seed, "round", round_)
-        )
-        hits[ops.convert_to_numpy(draws)] = True
-        have = int(np.count_nonzero(hits))
-        round_ += 1
-    return tensor(hits)
+    return tensor(draws.distinct(size, want, seeds.key(seed, "positions")))
 
 
 def choose(eligible, amount, seed):

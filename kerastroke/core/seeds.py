@@ -29,6 +29,26 @@ def derive(seed, *labels):
     >>> derive(7, "select") != derive(7, "mutate")
     True
     """
+    return _digest(seed, labels) % SEED_LIMIT
+
+
+def fresh():
+    """A new random base seed, for callbacks built with `seed=None`."""
+    return secrets.randbelow(SEED_LIMIT)
+
+
+def key(seed, *labels):
+    """A 64-bit key for `kerastroke.core.draws`, from `seed` and `labels` as in `derive`.
+
+    Example:
+    >>> 0 <= key(7, "uniform") < 2**64
+    True
+    """
+    return _digest(seed, labels)
+
+
+def _digest(seed, labels):
+    """64 bits of blake2b over `(seed, *labels)`; the seed must be an integer."""
     # int() would accept 1.5 or "7" and quietly give the draws of another seed.
     try:
         if isinstance(seed, bool):
@@ -37,10 +57,4 @@ def derive(seed, *labels):
     except TypeError:
         raise TypeError(f"`seed` must be an integer. Received: seed={seed!r}") from None
     text = repr((seed,) + tuple(labels)).encode()
-    digest = hashlib.blake2b(text, digest_size=8).digest()
-    return int.from_bytes(digest, "little") % SEED_LIMIT
-
-
-def fresh():
-    """A new random base seed, for callbacks built with `seed=None`."""
-    return secrets.randbelow(SEED_LIMIT)
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")

@@ -47,8 +47,9 @@ def amounts(rules, step):
     return result
 
 
-def _checked(result, shape, dtype, index, rule, piece, where):
-    result = arrays.tensor(result)
+def _checked(result, shape, dtype, index, rule, piece, where, host=False):
+    """`result` as a tensor (a NumPy array if `host`), checked for shape and dtype."""
+    result = np.asarray(result) if host else arrays.tensor(result)
     problems = []
     if arrays.shape(result) != shape:
         problems.append(f"shape {arrays.shape(result)} instead of {shape}")
@@ -160,11 +161,11 @@ def _by_index_limit(mutator):
 
 
 def _write_drawn(variable, rule, index, amount, seed):
-    """The by-index path of `write_model` for a rule whose mutator has `draw`.
+    """The by-index path of `write_model` for a rule whose mutator has `values_at`.
 
-    `mutator(w, mask, seed)` equals `w` with `mutator.draw(dtype, count, seed)`
-    put into the mask's entries in flat order, so only those entries are
-    drawn and compared, and the merge is one copy plus an indexed store.
+    `mutator(w, mask, seed)` equals `w` with `mutator.values_at(dtype,
+    positions, seed)` put at the mask's flat positions, so only those entries
+    are drawn and compared, and the merge is one copy plus an indexed store.
     Indices, comparison and merge run in NumPy on the host: on TensorFlow's
     CPU kernels a `nonzero` or a scatter into a copy costs several times
     more, and NumPy's fresh buffers do not pay TensorFlow's page faults.
@@ -189,17 +190,14 @@ def _write_drawn(variable, rule, index, amount, seed):
         return changed
     del mask
     dtype = arrays.dtype_name(original)
-    # Drawn first and brought to the host at once, so the draw's temporaries
-    # are gone before the indices and the copy of the weights exist.
-    try:
-        values = rule.mutator.draw(dtype, selected, seeds.derive(rule_seed, "mutate"))
-    except Exception as exc:
-        _reraise_with_context(exc, _describe(index, rule, "mutator", variable.path))
-    values = _checked(values, (selected,), dtype, index, rule, "mutator", variable.path)
-    values = ops.convert_to_numpy(values)
     index_dtype = np.int32 if host_mask.size < 2**31 else np.int64
     flat = np.flatnonzero(host_mask).astype(index_dtype, copy=False)
     del host_mask
+    try:
+        values = rule.mutator.values_at(dtype, flat, seeds.derive(rule_seed, "mutate"))
+    except Exception as exc:
+        _reraise_with_context(exc, _describe(index, rule, "mutator", variable.path))
+    values = _checked(values, (selected,), dtype, index, rule, "mutator", variable.path, host=True)
     new = arrays.host_copy(original)
     del original
     flat_new = new.reshape(-1)
@@ -252,7 +250,7 @@ def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=
         changed is None
         and len(active) == 1
         and rules[active[0]].scope == "tensor"
-        and all(hasattr(rules_of(v)[active[0]].mutator, "draw") for v in variables)
+        and all(hasattr(rules_of(v)[active[0]].mutator, "values_at") for v in variables)
     ):
         # One rule whose new values do not depend on the old ones: draw,
         # compare and scatter only the selected entries.

@@ -2,18 +2,17 @@
 
 A mutator returns an array of the weights' shape and dtype in which every
 entry outside `mask` keeps its exact bits. Random mutators draw one value per
-selected entry, in flat (row-major) order, so their cost grows with the number
-of selected entries rather than with the size of the tensor.
+selected entry, so their cost grows with the number of selected entries
+rather than with the size of the tensor.
 """
 
 import math
 
 import attrs
-import keras
 import numpy as np
 from keras import ops
 
-from kerastroke.core import arrays, checks, seeds
+from kerastroke.core import arrays, checks, draws, seeds
 from kerastroke.core.serialization import register
 
 
@@ -74,32 +73,36 @@ class Uniform:
         # Checked before anything is selected, so bounds that fit no value of
         # the dtype fail on the first call rather than on the first selection.
         self.bounds(dtype)
-        selected = arrays.count(m)
-        if selected == 0:
+        flat_positions = np.flatnonzero(ops.convert_to_numpy(m))
+        if not flat_positions.size:
             return arrays.like(w, weights)
-        return arrays.like(arrays.put(w, m, self.draw(dtype, selected, seed)), weights)
+        values = self.values_at(dtype, flat_positions, seed)
+        return arrays.like(arrays.put_at(w, arrays.tensor(flat_positions), arrays.tensor(values)), weights)
 
-    def draw(self, dtype, count, seed):
-        """The `count` new values, in flat order of the selected entries.
+    def values_at(self, dtype, flat_positions, seed):
+        """The new values of the entries at `flat_positions`, as a NumPy array.
 
-        `mutate(w, mask, seed)` puts exactly these values into the mask's
-        entries, so a writer may update only those entries in place.
+        The value of an entry depends only on `seed` and its flat position
+        (`kerastroke.core.draws`), so `mutate(w, mask, seed)` puts exactly
+        these values at those positions and a writer may compute only them.
+
+        Args:
+            dtype: The weights' dtype name.
+            flat_positions: NumPy integer array of flat (row-major) indices.
+            seed: Python int.
         """
         lo, hi = self.bounds(dtype)
-        selected = count
         draw_dtype = _draw_dtype(dtype)
         # Bounds beyond the draw dtype's range are brought inside it; after the
         # final clamp only values of [low, high) in the weights' dtype remain.
-        a = arrays.scalar(arrays.at_least(self.low, draw_dtype), draw_dtype)
-        b = arrays.scalar(arrays.at_most(self.high, draw_dtype), draw_dtype)
-        # seeds.derive accepts any Python int, where keras.random needs a 64-bit one.
-        u = keras.random.uniform(
-            (selected,), 0.0, 1.0, dtype=draw_dtype, seed=seeds.derive(seed, "uniform")
-        )
-        # A convex combination cannot overflow, unlike low + (high - low) * u
-        # when the bounds are far apart.
-        draws = ops.add(ops.multiply(a, ops.subtract(1.0, u)), ops.multiply(b, u))
-        return arrays.clamp(ops.cast(draws, dtype), lo, hi)
+        a = arrays.at_least(self.low, draw_dtype)
+        b = arrays.at_most(self.high, draw_dtype)
+        u = draws.unit(seeds.key(seed, "uniform"), flat_positions, draw_dtype)
+        with np.errstate(over="ignore"):  # rounding past the dtype's range is clamped below
+            # A convex combination cannot overflow, unlike low + (high - low) * u
+            # when the bounds are far apart.
+            values = (a * (1 - u) + b * u).astype(arrays.numpy_dtype(dtype))
+        return np.minimum(np.maximum(values, lo), hi)
 
 
 @register("mutators.constant")
@@ -136,9 +139,9 @@ class Constant:
         rounded = self._rounded(arrays.dtype_name(w))
         return arrays.like(ops.where(m, arrays.scalar(rounded, arrays.dtype_name(w)), w), weights)
 
-    def draw(self, dtype, count, seed):
-        """`count` copies of the value, for writers that update entries in place."""
-        return ops.full((count,), arrays.scalar(self._rounded(dtype), dtype), dtype=dtype)
+    def values_at(self, dtype, flat_positions, seed):
+        """The value once per position, as a NumPy array, for writers that update by index."""
+        return np.full(len(flat_positions), self._rounded(dtype), dtype=arrays.numpy_dtype(dtype))
 
 
 def zero():
