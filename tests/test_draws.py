@@ -34,18 +34,26 @@ def test_a_draw_depends_only_on_its_key_and_counter(key, counters):
 def test_inputs_are_not_mutated():
     counters = np.arange(5)
     draws.bits(1, counters)
-    draws.unit(1, counters, "float32")
+    draws.uniform(1, counters, np.float32(-1.0), np.float32(1.0))
     assert counters.tolist() == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("dtype, step", [("float32", 2.0**-24), ("float64", 2.0**-53)])
-def test_unit_draws_lie_on_the_dtype_grid_in_0_1(dtype, step):
+@pytest.mark.parametrize("dtype, width", [("float32", 24), ("float64", 53)])
+def test_unit_draws_are_the_top_bits_of_a_draw_in_0_1(dtype, width):
     u = draws.unit(5, np.arange(100_000), dtype)
     assert u.dtype == np.dtype(dtype)
     assert 0.0 <= u.min() and u.max() < 1.0
-    assert np.all(np.mod(u.astype(np.float64) / step, 1.0) == 0.0)
+    top = draws.bits(5, np.arange(100_000)) >> np.uint64(64 - width)
+    assert np.array_equal(u.astype(np.float64) * 2.0**width, top.astype(np.float64))
     # Mean of 100,000 uniform draws: standard deviation 0.0009.
     assert abs(float(u.mean()) - 0.5) < 0.005
+
+
+def test_uniform_draws_span_far_apart_bounds_without_overflow():
+    big = np.finfo(np.float64).max
+    values = draws.uniform(2, np.arange(10_000), -big, big)
+    assert np.all(np.isfinite(values))
+    assert values.min() < -big / 2 and values.max() > big / 2
 
 
 @given(key=keys, size=st.integers(1, 2**63))

@@ -4,12 +4,14 @@ Everything here is pure: tensors in, new tensors out, randomness only from
 integer seeds passed in. NumPy arrays are accepted anywhere a tensor is.
 """
 
+import math
+
 import keras
 import ml_dtypes
 import numpy as np
 from keras import ops
 
-from kerastroke.core import draws, seeds
+from kerastroke.core import draws, kernels, seeds
 
 
 def tensor(x, dtype=None):
@@ -227,13 +229,23 @@ def clamp(values, low, high):
     return ops.view(bits, dtype)
 
 
+def random_marks(size, want, seed):
+    """The picks of `_distinct_positions`, as a `kernels.distinct_marks` bitmap.
+
+    Only where `kernels.available()`: O(want) draws and `size` bits.
+    """
+    return kernels.distinct_marks(size, want, seeds.key(seed, "positions"))
+
+
 def _distinct_positions(size, want, seed):
     """A boolean (size,) tensor with exactly `want` True entries, uniformly at random.
 
-    `draws.distinct` marks the positions in NumPy, where marking a hit is
-    in place (a backend scatter copies the whole bitmap every round), from
-    counter-based draws, so the picks are the same bits on every backend.
+    The positions `draws.distinct` marks, from counter-based draws, so they
+    are the same on every backend; found by the compiled loop of `kernels`
+    where it runs, else by `draws.distinct` in NumPy.
     """
+    if kernels.available():
+        return tensor(kernels.unpack(random_marks(size, want, seed), size))
     return tensor(draws.distinct(size, want, seeds.key(seed, "positions")))
 
 
@@ -320,13 +332,39 @@ class _Capsule:
 _ALIGN = 64
 
 
+def aligned_empty(dims, dtype):
+    """A new, uninitialised NumPy array whose buffer `from_host` can share."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(dims) * dtype.itemsize
+    raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % _ALIGN
+    return raw[start:start + nbytes].view(dtype).reshape(dims)
+
+
 def _aligned_copy(array):
     """A copy of `array` in a new buffer aligned to `_ALIGN` bytes."""
-    raw = np.empty(array.nbytes + _ALIGN, dtype=np.uint8)
-    start = -raw.ctypes.data % _ALIGN
-    out = raw[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+    out = aligned_empty(array.shape, array.dtype)
     np.copyto(out, array)
     return out
+
+
+def host_view(x):
+    """A NumPy array sharing the memory of the CPU tensor `x`, or None.
+
+    None where the memory cannot be shared: a tensor on an accelerator, or
+    a dtype DLPack has no type for (bfloat16 in TensorFlow). The view must
+    only be read.
+    """
+    if keras.backend.backend() == "tensorflow":
+        if not _tensorflow_on_cpu(x):
+            return None
+        try:
+            return np.from_dlpack(_Capsule(x))
+        except (BufferError, RuntimeError, TypeError):
+            return None  # bfloat16 has no DLPack type
+    if "cpu" not in str(getattr(x, "device", "cpu")).lower():
+        return None
+    return ops.convert_to_numpy(x)  # a view of CPU memory on JAX and PyTorch
 
 
 def host_copy(x):
@@ -339,10 +377,9 @@ def host_copy(x):
     on first touch.
     """
     if _tensorflow_on_cpu(x):
-        try:
-            return _aligned_copy(np.from_dlpack(_Capsule(x)))
-        except (BufferError, RuntimeError, TypeError):
-            pass  # bfloat16 has no DLPack type
+        view = host_view(x)
+        if view is not None:
+            return _aligned_copy(view)
     return np.array(ops.convert_to_numpy(x))
 
 

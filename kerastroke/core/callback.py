@@ -227,6 +227,7 @@ class PlasticityCallback(keras.callbacks.Callback):
         variables = self._targets if self._targets is not None else self.targeted_variables()
         rule_amounts = write.amounts(self.rules, step)
         changed = 0
+        counted = {}  # zeros the writer counted on the way, by id(variable)
         if any(rule_amounts):
             changed = write.write_model(
                 variables,
@@ -236,10 +237,11 @@ class PlasticityCallback(keras.callbacks.Callback):
                 seeds.derive(self.seed, step),
                 rule_amounts,
                 changed=self._reset_optimizer_state if self.reset_optimizer else None,
+                zeros=counted,
             )
             if self.persistent:
                 self._hold(variables)
-        zeros, size = _zeros_and_size(variables)
+        zeros, size = _zeros_and_size(variables, counted)
         fraction = changed / size if size else 0.0
         result = {"changed": changed, "fraction": fraction, "sparsity": zeros / size if size else 0.0}
         if self.verbose and any(rule_amounts):
@@ -329,10 +331,12 @@ class PlasticityCallback(keras.callbacks.Callback):
         return cls(**config)
 
 
-def _zeros_and_size(variables):
+def _zeros_and_size(variables, counted=None):
+    """Zeros and entries over `variables`; `counted` holds zeros known already, by id."""
+    counted = counted or {}
     zeros = size = 0
     for variable in variables:
-        z, n = zeros_and_size(variable)
+        z, n = zeros_and_size(variable, counted.get(id(variable)))
         zeros += z
         size += n
     return zeros, size

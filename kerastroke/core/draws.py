@@ -62,11 +62,11 @@ def bits(key, counters):
     return z
 
 
-def unit(key, counters, dtype):
-    """Uniform draws in [0, 1) on the grid of `dtype`'s precision, one per counter.
+def unit(key, counters, dtype="float64"):
+    """Uniform draws in [0, 1), one per counter, exact in `dtype`.
 
-    float32 draws are multiples of 2**-24 (the top 24 bits of a draw),
-    float64 draws multiples of 2**-53; both are exact in their dtype.
+    float64 draws are the top 53 bits of a draw times 2**-53; float32 draws
+    the top 24 bits times 2**-24.
 
     Example:
     >>> import numpy as np
@@ -77,6 +77,20 @@ def unit(key, counters, dtype):
     if np.dtype(dtype) == np.float64:
         return (bits(key, counters) >> np.uint64(11)).astype(np.float64) * 2.0**-53
     return (bits(key, counters) >> np.uint64(40)).astype(np.float32) * np.float32(2.0**-24)
+
+
+def uniform(key, counters, low, high):
+    """Uniform draws in [low, high] (rounding may reach `high`), one per counter.
+
+    Computed in the dtype of `low` and `high` (NumPy float32 or float64
+    scalars) as the convex combination `low * (1 - u) + high * u`, which
+    cannot overflow where `low + (high - low) * u` would for far-apart
+    bounds. `kernels` computes the same expression, operation for operation.
+    """
+    dtype = np.result_type(low, high)
+    u = unit(key, counters, dtype)
+    with np.errstate(over="ignore"):  # only for bounds near the dtype's limits
+        return low * (dtype.type(1.0) - u) + high * u
 
 
 def below(key, counters, size):
@@ -102,7 +116,7 @@ def distinct(size, want, key):
     the process stops the moment the `want`-th distinct position is hit, so
     by symmetry every subset of that size is equally likely. With
     `want <= size / 2` the shortfall at least halves each round: O(want)
-    draws in all. `kernels.distinct_positions` visits the same draws.
+    draws in all. `kernels.distinct_marks` visits the same draws.
 
     Example:
     >>> mask = distinct(10, 3, key=42)

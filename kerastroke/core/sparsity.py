@@ -5,10 +5,11 @@ from keras import ops
 from kerastroke.core import arrays, targets
 
 
-def zeros_and_size(variable):
-    """(entries exactly zero, entries) of one variable."""
-    value = variable.value
-    zeros = arrays.count(ops.equal(value, ops.zeros((), dtype=variable.dtype)))
+def zeros_and_size(variable, zeros=None):
+    """(entries exactly zero, entries) of one variable; `zeros` if already counted."""
+    if zeros is None:
+        value = variable.value
+        zeros = arrays.count(ops.equal(value, ops.zeros((), dtype=variable.dtype)))
     size = 1
     for dim in variable.shape:
         size *= int(dim)

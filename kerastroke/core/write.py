@@ -11,7 +11,8 @@ import math
 import numpy as np
 from keras import ops
 
-from kerastroke.core import arrays, seeds
+from kerastroke.core import arrays, kernels, seeds
+from kerastroke.strategies import selectors
 
 
 def _describe(index, rule, piece, where):
@@ -90,12 +91,22 @@ def _step(rule, index, current, amount, seed, where, mask=None):
 
 
 def _differs(new, original, xp=ops):
-    """Entries whose value changed; a NaN that stays NaN has not.
+    """Entries whose value changed; a NaN that stays NaN has not, nor a zero
+    that changes sign.
 
     `xp` is `keras.ops` for backend tensors or `numpy` for host arrays.
+    Backend tensors are compared on their bit patterns: TensorFlow's CPU
+    kernels compare a subnormal as zero.
     """
     both_nan = xp.logical_and(xp.isnan(new), xp.isnan(original))
-    return xp.logical_and(xp.not_equal(new, original), xp.logical_not(both_nan))
+    if xp is np:
+        return xp.logical_and(xp.not_equal(new, original), xp.logical_not(both_nan))
+    int_dtype = arrays.bits_dtype(arrays.dtype_name(original))
+    new_bits, old_bits = ops.view(new, int_dtype), ops.view(original, int_dtype)
+    magnitude = arrays.tensor(np.iinfo(int_dtype).max, int_dtype)  # every bit but the sign
+    both_zero = ops.equal(ops.bitwise_and(ops.bitwise_or(new_bits, old_bits), magnitude), 0)
+    same = ops.logical_or(ops.equal(new_bits, old_bits), ops.logical_or(both_nan, both_zero))
+    return ops.logical_not(same)
 
 
 def _run(current, rules, rule_amounts, seed, where):
@@ -160,6 +171,59 @@ def _by_index_limit(mutator):
     return 1 / 8 if getattr(mutator, "fills_one_value", False) else 1.0
 
 
+def _compiled_selection(rule, amount, size, dtype, rule_seed):
+    """What `kernels` needs to run `rule`'s selector, or None if it cannot.
+
+    Returns `("marks", bitmap)` for `random_fraction` (the picks of
+    `arrays.choose` on all entries, drawn the same way) or `("range", lo,
+    hi)` for `value_range` at amount 1 (the bounds `arrays.in_range` uses).
+    """
+    # Exact types: a subclass may select differently.
+    if type(rule.selector) is selectors.RandomFraction:
+        k = round(amount * size)
+        if 2 * k > size:
+            return None  # `arrays.choose` draws the complement: not a loop here
+        return "marks", arrays.random_marks(size, k, seeds.derive(rule_seed, "select"))
+    if type(rule.selector) is selectors.ValueRange and amount == 1.0:
+        low, high = rule.selector.low, rule.selector.high
+        return "range", arrays.at_least(low, dtype), arrays.at_most(high, dtype)
+    return None
+
+
+def _write_compiled(variable, rule, index, amount, seed):
+    """Applies one built-in rule with `kernels`' compiled loops, if they can.
+
+    Returns:
+        `(changed, zeros)` after the write, or None (nothing done) when the
+        loops cannot run it: another piece, a dtype they lack, weights not in
+        host memory, or no Numba.
+    """
+    if not (kernels.available() and kernels.fills(rule.mutator)):
+        return None
+    value = variable.value
+    dtype = arrays.dtype_name(value)
+    host = arrays.host_view(value) if dtype in kernels.DTYPES else None
+    if host is None:
+        return None
+    rule_seed = _rule_seed(seed, index)
+    try:
+        fill = kernels.Fill(rule.mutator, dtype, seeds.derive(rule_seed, "mutate"))
+    except Exception as exc:
+        _reraise_with_context(exc, _describe(index, rule, "mutator", variable.path))
+    selection = _compiled_selection(rule, amount, host.size, dtype, rule_seed)
+    if selection is None:
+        return None
+    flat = host.reshape(-1)
+    if selection[0] == "marks":
+        new, changed, zeros = kernels.marked(flat, selection[1], fill)
+    else:
+        new, changed, zeros = kernels.in_range(flat, selection[1], selection[2], fill)
+    del host, flat, value
+    if changed:
+        variable.assign(arrays.from_host(new.reshape(arrays.shape(variable))))
+    return changed, zeros
+
+
 def _write_drawn(variable, rule, index, amount, seed):
     """The by-index path of `write_model` for a rule whose mutator has `values_at`.
 
@@ -208,7 +272,7 @@ def _write_drawn(variable, rule, index, amount, seed):
     return changed
 
 
-def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=None):
+def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=None, zeros=None):
     """Applies rules to several variables and writes each one once.
 
     Args:
@@ -220,6 +284,8 @@ def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=
         rule_amounts: `amounts(rules, step)`, the same for every variable.
         changed: Optional `(variable, bool mask) -> None`, called for every
             variable written, with the entries that changed.
+        zeros: Optional dict, given `{id(variable): entries exactly zero}`
+            for the variables whose zeros were counted on the way.
 
     Returns:
         The number of entries that changed, over all variables.
@@ -256,9 +322,14 @@ def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=
         # compare and scatter only the selected entries.
         index = active[0]
         for variable in variables:
-            total += _write_drawn(
-                variable, rules_of(variable)[index], index, rule_amounts[index], seed_of(variable)
-            )
+            rule, amount, variable_seed = rules_of(variable)[index], rule_amounts[index], seed_of(variable)
+            compiled = _write_compiled(variable, rule, index, amount, variable_seed)
+            if compiled is None:
+                total += _write_drawn(variable, rule, index, amount, variable_seed)
+                continue
+            total += compiled[0]
+            if zeros is not None:
+                zeros[id(variable)] = compiled[1]
         return total
     if not any(rules[index].scope == "global" for index in active):
         # Variable by variable, so at most one new tensor is alive at a time.

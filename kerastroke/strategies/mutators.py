@@ -16,11 +16,6 @@ from kerastroke.core import arrays, checks, draws, seeds
 from kerastroke.core.serialization import register
 
 
-def _draw_dtype(dtype):
-    # Half-precision draws are made in float32 and rounded once.
-    return "float64" if dtype == "float64" else "float32"
-
-
 @register("mutators.uniform")
 @attrs.frozen
 class Uniform:
@@ -92,17 +87,20 @@ class Uniform:
             seed: Python int.
         """
         lo, hi = self.bounds(dtype)
-        draw_dtype = _draw_dtype(dtype)
-        # Bounds beyond the draw dtype's range are brought inside it; after the
-        # final clamp only values of [low, high) in the weights' dtype remain.
-        a = arrays.at_least(self.low, draw_dtype)
-        b = arrays.at_most(self.high, draw_dtype)
-        u = draws.unit(seeds.key(seed, "uniform"), flat_positions, draw_dtype)
-        with np.errstate(over="ignore"):  # rounding past the dtype's range is clamped below
-            # A convex combination cannot overflow, unlike low + (high - low) * u
-            # when the bounds are far apart.
-            values = (a * (1 - u) + b * u).astype(arrays.numpy_dtype(dtype))
+        low, high = self.draw_bounds(dtype)
+        values = draws.uniform(seeds.key(seed, "uniform"), flat_positions, low, high)
+        with np.errstate(over="ignore"):  # a half-precision overflow is clamped below
+            values = values.astype(arrays.numpy_dtype(dtype))
         return np.minimum(np.maximum(values, lo), hi)
+
+    def draw_bounds(self, dtype):
+        """The bounds as NumPy scalars of the dtype draws are made in.
+
+        float64 weights draw in float64, every other dtype in float32 (and
+        rounds once); bounds beyond float32's range are brought inside it.
+        """
+        draw_dtype = "float64" if dtype == "float64" else "float32"
+        return arrays.at_least(self.low, draw_dtype), arrays.at_most(self.high, draw_dtype)
 
 
 @register("mutators.constant")
