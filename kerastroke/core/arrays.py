@@ -4,8 +4,6 @@ Everything here is pure: tensors in, new tensors out, randomness only from
 integer seeds passed in. NumPy arrays are accepted anywhere a tensor is.
 """
 
-import math
-
 import keras
 import ml_dtypes
 import numpy as np
@@ -305,97 +303,6 @@ def _pick(eligible, total, k, seed):
         rank = ops.cumsum(ops.cast(flat, "int32" if size < 2**31 else "int64")) - 1
         picked = ops.logical_and(flat, ops.take(picked, ops.maximum(rank, 0)))
     return ops.reshape(picked, dims)
-
-
-def _tensorflow_on_cpu(x):
-    return keras.backend.backend() == "tensorflow" and "CPU" in getattr(x, "device", "")
-
-
-class _Capsule:
-    """Hands a TensorFlow DLPack capsule to `np.from_dlpack`, which wants `__dlpack__`."""
-
-    def __init__(self, x):
-        import tensorflow as tf
-
-        # A variable is read first: reading a CPU variable shares its buffer.
-        self.capsule = tf.experimental.dlpack.to_dlpack(tf.convert_to_tensor(x))
-
-    def __dlpack__(self, stream=None, **kwargs):
-        return self.capsule
-
-    def __dlpack_device__(self):
-        return (1, 0)  # kDLCPU
-
-
-# TensorFlow's CPU kernels require buffers aligned to 64 bytes (Eigen's
-# largest packet); a tensor sharing an unaligned NumPy buffer aborts the process.
-_ALIGN = 64
-
-
-def aligned_empty(dims, dtype):
-    """A new, uninitialised NumPy array whose buffer `from_host` can share."""
-    dtype = np.dtype(dtype)
-    nbytes = math.prod(dims) * dtype.itemsize
-    raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
-    start = -raw.ctypes.data % _ALIGN
-    return raw[start:start + nbytes].view(dtype).reshape(dims)
-
-
-def _aligned_copy(array):
-    """A copy of `array` in a new buffer aligned to `_ALIGN` bytes."""
-    out = aligned_empty(array.shape, array.dtype)
-    np.copyto(out, array)
-    return out
-
-
-def host_view(x):
-    """A NumPy array sharing the memory of the CPU tensor `x`, or None.
-
-    None where the memory cannot be shared: a tensor on an accelerator, or
-    a dtype DLPack has no type for (bfloat16 in TensorFlow). The view must
-    only be read.
-    """
-    if keras.backend.backend() == "tensorflow":
-        if not _tensorflow_on_cpu(x):
-            return None
-        try:
-            return np.from_dlpack(_Capsule(x))
-        except (BufferError, RuntimeError, TypeError):
-            return None  # bfloat16 has no DLPack type
-    if "cpu" not in str(getattr(x, "device", "cpu")).lower():
-        return None
-    return ops.convert_to_numpy(x)  # a view of CPU memory on JAX and PyTorch
-
-
-def host_copy(x):
-    """A new, writable NumPy array with the values of the tensor `x`.
-
-    A TensorFlow CPU tensor is read through DLPack without a copy and then
-    copied once by NumPy, into a buffer `from_host` can hand back without a
-    copy. NumPy's fresh large buffers are backed by huge pages; a fresh
-    TensorFlow buffer of the same size costs several memcpys in page faults
-    on first touch.
-    """
-    if _tensorflow_on_cpu(x):
-        view = host_view(x)
-        if view is not None:
-            return _aligned_copy(view)
-    return np.array(ops.convert_to_numpy(x))
-
-
-def from_host(array):
-    """A backend tensor of the NumPy `array`, sharing its memory where the backend can.
-
-    The caller hands `array` over: it must not be written afterwards.
-    """
-    if keras.backend.backend() == "tensorflow" and array.ctypes.data % _ALIGN == 0:
-        import tensorflow as tf
-
-        try:
-            return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
-        except (BufferError, RuntimeError, TypeError):
-            pass  # bfloat16 has no DLPack type
-    return tensor(array)
 
 
 def positions(mask):

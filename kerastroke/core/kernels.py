@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from kerastroke.core import arrays, draws, seeds
+from kerastroke.core import draws, host, seeds
 
 # Tests switch this off to compare the compiled loops with the pure pieces.
 enabled = True
@@ -109,11 +109,11 @@ def marked(weights, marks, fill):
         marks: A `distinct_marks` bitmap.
 
     Returns:
-        `(new, changed, zeros)`: the copy in a new buffer `arrays.from_host`
+        `(new, changed, zeros)`: the copy in a new buffer `host.lend`
         can share, the entries whose value changed, the entries zero.
     """
     loops = _compiled()
-    new = arrays.aligned_empty(weights.shape, weights.dtype)
+    new = host.aligned_empty(weights.shape, weights.dtype)
     size = weights.size
 
     def part(first, stop):  # words [first, stop) and their entries
@@ -139,7 +139,7 @@ def in_range(weights, low, high, fill):
     # out the infinities as `arrays.in_range` does.
     scalar, largest = weights.dtype.type, np.finfo(weights.dtype).max
     low, high = max(scalar(low), -largest), min(scalar(high), largest)
-    new = arrays.aligned_empty(weights.shape, weights.dtype)
+    new = host.aligned_empty(weights.shape, weights.dtype)
 
     def part(first, stop):
         return loops.fill_in_range(

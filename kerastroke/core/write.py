@@ -11,7 +11,7 @@ import math
 import numpy as np
 from keras import ops
 
-from kerastroke.core import arrays, kernels, seeds
+from kerastroke.core import arrays, host, kernels, seeds
 from kerastroke.strategies import selectors
 
 
@@ -202,25 +202,25 @@ def _write_compiled(variable, rule, index, amount, seed):
         return None
     value = variable.value
     dtype = arrays.dtype_name(value)
-    host = arrays.host_view(value) if dtype in kernels.DTYPES else None
-    if host is None:
+    weights = host.view(value) if dtype in kernels.DTYPES else None
+    if weights is None:
         return None
     rule_seed = _rule_seed(seed, index)
     try:
         fill = kernels.Fill(rule.mutator, dtype, seeds.derive(rule_seed, "mutate"))
     except Exception as exc:
         _reraise_with_context(exc, _describe(index, rule, "mutator", variable.path))
-    selection = _compiled_selection(rule, amount, host.size, dtype, rule_seed)
+    selection = _compiled_selection(rule, amount, weights.size, dtype, rule_seed)
     if selection is None:
         return None
-    flat = host.reshape(-1)
+    flat = weights.reshape(-1)
     if selection[0] == "marks":
         new, changed, zeros = kernels.marked(flat, selection[1], fill)
     else:
         new, changed, zeros = kernels.in_range(flat, selection[1], selection[2], fill)
-    del host, flat, value
+    del weights, flat, value
     if changed:
-        variable.assign(arrays.from_host(new.reshape(arrays.shape(variable))))
+        variable.assign(host.lend(new.reshape(arrays.shape(variable))))
     return changed, zeros
 
 
@@ -262,13 +262,13 @@ def _write_drawn(variable, rule, index, amount, seed):
     except Exception as exc:
         _reraise_with_context(exc, _describe(index, rule, "mutator", variable.path))
     values = _checked(values, (selected,), dtype, index, rule, "mutator", variable.path, host=True)
-    new = arrays.host_copy(original)
+    new = host.copy(original)
     del original
     flat_new = new.reshape(-1)
     changed = int(np.count_nonzero(_differs(values, flat_new[flat], xp=np)))
     if changed:
         flat_new[flat] = values
-        variable.assign(arrays.from_host(new))
+        variable.assign(host.lend(new))
     return changed
 
 

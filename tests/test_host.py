@@ -1,0 +1,67 @@
+"""Host memory: views of CPU tensors, and lent buffers taken back only once free."""
+
+import keras
+import numpy as np
+import pytest
+
+from kerastroke.core import host
+
+
+@pytest.fixture(autouse=True)
+def no_lent_buffers(monkeypatch):
+    monkeypatch.setattr(host, "_lent", [])
+
+
+def _address(array):
+    return array.__array_interface__["data"][0]
+
+
+def _lent_to(variable, values):
+    buffer = host.aligned_empty(values.shape, values.dtype)
+    buffer[...] = values
+    variable.assign(host.lend(buffer))
+    return _address(buffer)
+
+
+def test_a_lent_buffer_is_reused_only_once_the_variable_lets_go():
+    variable = keras.Variable(np.zeros((64, 64), np.float32))
+    address = _lent_to(variable, np.ones((64, 64), np.float32))
+    assert _address(host.view(variable.value)) == address  # the variable adopted it
+    held = host.aligned_empty((64, 64), np.float32)
+    assert _address(held) != address  # still the variable's
+    variable.assign(np.full((64, 64), 2.0, np.float32))
+    assert np.all(variable.numpy() == 2.0)
+    assert _address(host.aligned_empty((64, 64), np.float32)) == address  # free: taken back
+
+
+def test_a_view_of_a_lent_buffer_keeps_it():
+    variable = keras.Variable(np.zeros(1000, np.float32))
+    address = _lent_to(variable, np.arange(1000, dtype=np.float32))
+    view = host.view(variable.value)
+    variable.assign(np.zeros(1000, np.float32))
+    assert _address(host.aligned_empty((1000,), np.float32)) != address
+    assert np.array_equal(view, np.arange(1000, dtype=np.float32))
+
+
+def test_buffers_of_another_size_are_not_reused():
+    variable = keras.Variable(np.zeros(1000, np.float32))
+    address = _lent_to(variable, np.ones(1000, np.float32))
+    variable.assign(np.zeros(1000, np.float32))
+    assert _address(host.aligned_empty((999,), np.float32)) != address
+    assert _address(host.aligned_empty((500,), np.float64)) == address  # 4000 bytes either way
+
+
+def test_free_buffers_beyond_the_spare_limit_are_dropped(monkeypatch):
+    for size in (500, 501, 502):  # sizes that do not reuse each other's buffers
+        variable = keras.Variable(np.zeros(size, np.float32))
+        _lent_to(variable, np.ones(size, np.float32))
+        variable.assign(np.zeros(size, np.float32))
+    assert len(host._lent) == 3 and all(entry.free() for entry in host._lent)
+    monkeypatch.setattr(host, "SPARE_BYTES", 3000)
+    host.aligned_empty((10,), np.float32)  # none fits; 2,072 + 2,068 bytes would pass 3,000
+    assert [entry.raw.nbytes for entry in host._lent] == [502 * 4 + 64]  # the newest stays
+
+
+def test_buffers_are_aligned_for_tensorflow():
+    for size in (1, 3, 1000, 4097):
+        assert _address(host.aligned_empty((size,), np.float32)) % 64 == 0
