@@ -6,14 +6,13 @@ weights, compiled by Numba: select, draw, write into a new buffer, and count
 the entries changed and the entries zero, where the composed pure pieces
 take one backend op per step. The results are the same bits as the pure
 pieces' (property-tested against them): the comparisons are exact IEEE
-comparisons against bounds of the weights' dtype, the draws are
-`kerastroke.core.draws` computed operation for operation, and the new
-values are clamped in float64 and rounded once to the weights' dtype, as
-`Uniform.values_at` does.
+comparisons against bounds of the weights' dtype, and the draws are
+`kerastroke.core.draws` computed operation for operation in the weights'
+dtype, clamped as `Uniform.values_at` clamps them.
 
 `available()` is False when Numba cannot be imported; `write` then composes
-the pure pieces. The loops are compiled on first use and cached beside this
-file.
+the pure pieces. The loops (in `loops.py`) are compiled on first use and
+cached beside it, in `__pycache__`.
 """
 
 import concurrent.futures
@@ -22,7 +21,7 @@ import os
 
 import numpy as np
 
-from kerastroke.core import draws, host, seeds
+from kerastroke.core import host, seeds
 
 # Tests switch this off to compare the compiled loops with the pure pieces.
 enabled = True

@@ -26,6 +26,10 @@ class Uniform:
     so the bounds are never silently widened. `low == high` sets every
     selected entry to that value.
 
+    An entry's new value depends only on the seed and its flat position
+    (`kerastroke.core.draws`): the same bits on every backend, whichever
+    other entries are selected.
+
     Args:
         low: Finite lower bound, inclusive.
         high: Finite upper bound, exclusive; `high >= low`.
