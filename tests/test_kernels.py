@@ -7,7 +7,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from kerastroke import Rule, mutators, schedules, selectors
-from kerastroke.core import draws, kernels, write
+from kerastroke.core import draws, kernels, sparsity, write
 from tests import strategies as ks
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="Numba is a dependency; it must import")
@@ -164,3 +164,35 @@ def test_a_mutator_error_is_the_pure_pieces_error_and_writes_nothing():
             run(lambda: write.write_model([variable], lambda v: [rule], 0, lambda v: 1, 1, [0.5]))
         assert "rule 0 (mutator=Uniform(low=0.1, high=0.1)) failed on variable" in str(error.value.__notes__)
         assert np.array_equal(keras.ops.convert_to_numpy(variable), weights)
+
+
+@pytest.mark.parametrize("low", [-0.0, -1e-50])  # -1e-50 rounds to -0.0 in float32
+def test_a_draw_of_zero_above_a_negative_zero_bound_stays_positive_zero(low):
+    # A draw of +0.0 against a lower bound of -0.0 is inside the bounds and
+    # kept as drawn, on both paths (np.maximum may return the -0.0 bound).
+    rule = Rule(selectors.random_fraction(), mutators.uniform(low, 1e-44), schedules.constant(0.5))
+    weights = np.ones(4096, np.float32)
+    compiled, composed = _write(weights, rule, 0.5, 7), pure(_write, weights, rule, 0.5, 7)
+    assert np.array_equal(ks.bits(compiled[0]), ks.bits(composed[0]))
+    assert not np.any(np.signbit(compiled[0]))
+
+
+def test_subnormals_are_not_zeros_on_either_path():
+    # TensorFlow's CPU kernels compare a subnormal as zero; the counts must not.
+    weights = np.full(100, 1e-40, np.float32)
+    weights[:10] = 1.0
+    rule = Rule(selectors.value_range(0.5, 2.0), mutators.zero())
+    for run in (lambda f: f(), pure):
+        variable = keras.Variable(weights)
+        model_zeros = {}
+        write.write_model([variable], lambda v: [rule], 0, lambda v: 1, 1, [1.0], zeros=model_zeros)
+        assert sparsity.zeros_and_size(variable, model_zeros.get(id(variable))) == (10, 100)
+        assert sparsity.zeros_and_size(variable) == (10, 100)
+
+
+def test_when_nothing_is_selected_bounds_no_dtype_holds_raise_on_neither_path():
+    # No float32 value lies in [1e-50, 2e-50]; with nothing selected no value is needed.
+    rule = Rule(selectors.value_range(5.0, 6.0), mutators.uniform(1e-50, 2e-50))
+    weights = np.zeros(10, np.float32)
+    assert _write(weights, rule, 1.0, 0)[1] == 0
+    assert pure(_write, weights, rule, 1.0, 0)[1] == 0

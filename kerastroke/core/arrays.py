@@ -135,6 +135,17 @@ def bits_dtype(dtype):
     return _BITS[keras.backend.standardize_dtype(dtype)]
 
 
+def is_zero(x):
+    """Boolean tensor of the entries of the float tensor `x` that are exactly +0.0 or -0.0.
+
+    Read from the bit patterns: TensorFlow's CPU kernels compare a subnormal
+    as equal to zero.
+    """
+    int_dtype = _BITS[dtype_name(x)]
+    magnitude = ops.bitwise_and(ops.view(x, int_dtype), tensor(np.iinfo(int_dtype).max, int_dtype))
+    return ops.equal(magnitude, tensor(0, int_dtype))
+
+
 def _key_of_bits(bits, width):
     # Sign-magnitude bits to a two's-complement key: -0.0 and 0.0 both map to 0.
     magnitude = bits & (2 ** (width - 1) - 1)

@@ -55,7 +55,7 @@ def hold_zeros(variable):
         rebuilt to see it), False if an existing one was updated in place.
     """
     bits = arrays.bits_dtype(variable.dtype)
-    zeros = ops.equal(variable.value, ops.zeros((), dtype=variable.dtype))
+    zeros = arrays.is_zero(variable.value)
     keep = ops.where(zeros, ops.zeros((), dtype=bits), ops.full((), -1, dtype=bits))
     constraint = variable.constraint
     if isinstance(constraint, HoldZeros):

@@ -1,7 +1,5 @@
 """`sparsity(model)`: how many kernel entries are exactly zero, per layer and in total."""
 
-from keras import ops
-
 from kerastroke.core import arrays, targets
 
 
@@ -9,7 +7,7 @@ def zeros_and_size(variable, zeros=None):
     """(entries exactly zero, entries) of one variable; `zeros` if already counted."""
     if zeros is None:
         value = variable.value
-        zeros = arrays.count(ops.equal(value, ops.zeros((), dtype=variable.dtype)))
+        zeros = arrays.count(arrays.is_zero(value))
     size = 1
     for dim in variable.shape:
         size *= int(dim)

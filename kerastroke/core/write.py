@@ -48,9 +48,9 @@ def amounts(rules, step):
     return result
 
 
-def _checked(result, shape, dtype, index, rule, piece, where, host=False):
-    """`result` as a tensor (a NumPy array if `host`), checked for shape and dtype."""
-    result = np.asarray(result) if host else arrays.tensor(result)
+def _checked(result, shape, dtype, index, rule, piece, where, on_host=False):
+    """`result` as a tensor (a NumPy array if `on_host`), checked for shape and dtype."""
+    result = np.asarray(result) if on_host else arrays.tensor(result)
     problems = []
     if arrays.shape(result) != shape:
         problems.append(f"shape {arrays.shape(result)} instead of {shape}")
@@ -102,10 +102,9 @@ def _differs(new, original, xp=ops):
     if xp is np:
         return xp.logical_and(xp.not_equal(new, original), xp.logical_not(both_nan))
     int_dtype = arrays.bits_dtype(arrays.dtype_name(original))
-    new_bits, old_bits = ops.view(new, int_dtype), ops.view(original, int_dtype)
-    magnitude = arrays.tensor(np.iinfo(int_dtype).max, int_dtype)  # every bit but the sign
-    both_zero = ops.equal(ops.bitwise_and(ops.bitwise_or(new_bits, old_bits), magnitude), 0)
-    same = ops.logical_or(ops.equal(new_bits, old_bits), ops.logical_or(both_nan, both_zero))
+    same_bits = ops.equal(ops.view(new, int_dtype), ops.view(original, int_dtype))
+    both_zero = ops.logical_and(arrays.is_zero(new), arrays.is_zero(original))
+    same = ops.logical_or(same_bits, ops.logical_or(both_nan, both_zero))
     return ops.logical_not(same)
 
 
@@ -200,18 +199,22 @@ def _write_compiled(variable, rule, index, amount, seed):
     """
     if not (kernels.available() and kernels.fills(rule.mutator)):
         return None
+    dtype = arrays.dtype_name(variable)
+    if dtype not in kernels.DTYPES:
+        return None
     value = variable.value
-    dtype = arrays.dtype_name(value)
-    weights = host.view(value) if dtype in kernels.DTYPES else None
+    weights = host.view(value)
     if weights is None:
         return None
     rule_seed = _rule_seed(seed, index)
-    try:
-        fill = kernels.Fill(rule.mutator, dtype, seeds.derive(rule_seed, "mutate"))
-    except Exception as exc:
-        _reraise_with_context(exc, _describe(index, rule, "mutator", variable.path))
     selection = _compiled_selection(rule, amount, weights.size, dtype, rule_seed)
     if selection is None:
+        return None
+    try:
+        fill = kernels.Fill(rule.mutator, dtype, seeds.derive(rule_seed, "mutate"))
+    except ValueError:
+        # Bounds or a value the dtype cannot hold: the pure pieces raise it,
+        # with context, if and only if an entry is selected.
         return None
     flat = weights.reshape(-1)
     if selection[0] == "marks":
@@ -261,7 +264,7 @@ def _write_drawn(variable, rule, index, amount, seed):
         values = rule.mutator.values_at(dtype, flat, seeds.derive(rule_seed, "mutate"))
     except Exception as exc:
         _reraise_with_context(exc, _describe(index, rule, "mutator", variable.path))
-    values = _checked(values, (selected,), dtype, index, rule, "mutator", variable.path, host=True)
+    values = _checked(values, (selected,), dtype, index, rule, "mutator", variable.path, on_host=True)
     new = host.copy(original)
     del original
     flat_new = new.reshape(-1)
