@@ -68,3 +68,13 @@ def test_free_buffers_beyond_the_spare_limit_are_dropped(monkeypatch):
 def test_buffers_are_aligned_for_tensorflow():
     for size in (1, 3, 1000, 4097):
         assert _address(host.aligned_empty((size,), np.float32)) % 64 == 0
+
+
+def test_release_frees_the_buffers_nothing_holds():
+    held, let_go = keras.Variable(np.zeros(100, np.float32)), keras.Variable(np.zeros(200, np.float32))
+    _lent_to(held, np.ones(100, np.float32))
+    _lent_to(let_go, np.ones(200, np.float32))
+    let_go.assign(np.zeros(200, np.float32))
+    host.release()
+    assert [entry.raw.nbytes for entry in host._lent] == [100 * 4 + 64]
+    assert np.all(held.numpy() == 1.0)

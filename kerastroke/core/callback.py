@@ -6,7 +6,7 @@ import keras
 
 import attrs
 
-from kerastroke.core import checks, initializers, optimizer_state, persistence, seeds, targets, write
+from kerastroke.core import checks, host, initializers, optimizer_state, persistence, seeds, targets, write
 from kerastroke.core.sparsity import zeros_and_size
 from kerastroke.core.types import Rule
 
@@ -208,6 +208,10 @@ class PlasticityCallback(keras.callbacks.Callback):
                 f"weights={self.weights}, biases={self.biases}): it will change nothing.",
                 stacklevel=2,
             )
+
+    def on_train_end(self, logs=None):
+        # Buffers kept for the next application's writes are not needed now.
+        host.release()
 
     # -- applying ------------------------------------------------------------
 

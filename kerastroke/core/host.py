@@ -106,6 +106,11 @@ def _reclaim(size):
     return found
 
 
+def release():
+    """Frees the lent buffers nothing holds any more (the callbacks call it when training ends)."""
+    _lent[:] = [entry for entry in _lent if not entry.free()]
+
+
 def view(x):
     """A NumPy array sharing the memory of the CPU tensor `x`, or None.
 

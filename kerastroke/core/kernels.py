@@ -87,7 +87,7 @@ class Fill:
             self.key = np.uint64(seeds.key(seed, "uniform"))
             self.bounds = tuple(map(scalar, mutator.draw_bounds(dtype) + mutator.bounds(dtype)))
         else:
-            self.constant = scalar(mutator._rounded(dtype))
+            self.constant = scalar(mutator.rounded(dtype))
 
     def arguments(self):
         """`constant, key, low, high, lo, hi`, as the loops take them after `uniform`."""
@@ -163,8 +163,13 @@ def _cores():
         return os.cpu_count() or 1
 
 
-@functools.cache
 def _pool():
+    return _pool_of_process(os.getpid())
+
+
+@functools.cache
+def _pool_of_process(pid):
+    # One per process: a pool inherited through fork has no threads.
     return concurrent.futures.ThreadPoolExecutor(_cores() - 1, thread_name_prefix="kerastroke")
 
 
@@ -197,5 +202,8 @@ def _in_parts(work, length, entries, fresh=()):
     for array in fresh:
         _touch(array)
     futures = [_pool().submit(work, *part) for part in parts[:-1]]
-    last = work(*parts[-1])
+    try:
+        last = work(*parts[-1])
+    finally:
+        concurrent.futures.wait(futures)  # nothing still writes once this returns or raises
     return [future.result() for future in futures] + [last]

@@ -4,9 +4,10 @@ Each loop mirrors NumPy code elsewhere operation for operation; the
 docstrings name it. Arithmetic on draws is wrapping uint64; on values it is
 in the weights' own dtype (float32 or float64), as `Uniform.values_at` draws;
 the loops compile once per dtype, from the types of their arguments.
-The loops run on one thread: they are bound by memory, and a second thread
-measured no faster on 2 cores while it stalled (up to 150 ms) behind
-TensorFlow's own threads.
+Each loop runs on the thread that calls it (Numba's own parallel loops
+stalled for up to 150 ms on 2 cores); `kernels` splits a large tensor into
+parts and runs them on Python threads, which the loops let run at once by
+releasing the GIL.
 """
 
 import numba

@@ -95,7 +95,9 @@ class Uniform:
         values = draws.uniform(seeds.key(seed, "uniform"), flat_positions, low, high)
         with np.errstate(over="ignore"):  # a half-precision overflow is clamped below
             values = values.astype(arrays.numpy_dtype(dtype))
-        return np.minimum(np.maximum(values, lo), hi)
+        # Compared, not np.maximum: that may return a bound of -0.0 for a draw of +0.0.
+        values = np.where(values < lo, lo, values)
+        return np.where(values > hi, hi, values)
 
     def draw_bounds(self, dtype):
         """The bounds as NumPy scalars of the dtype draws are made in.
@@ -127,7 +129,7 @@ class Constant:
 
     value: float = attrs.field(converter=lambda v: checks.finite("value", v))
 
-    def _rounded(self, dtype):
+    def rounded(self, dtype):
         with np.errstate(over="ignore"):  # overflow is reported below, as an error
             rounded = arrays.numpy_dtype(dtype).type(self.value)
         if not math.isfinite(float(rounded)):
@@ -138,12 +140,12 @@ class Constant:
 
     def __call__(self, weights, mask, seed):
         w, m = arrays.weights_and_mask(weights, mask)
-        rounded = self._rounded(arrays.dtype_name(w))
+        rounded = self.rounded(arrays.dtype_name(w))
         return arrays.like(ops.where(m, arrays.scalar(rounded, arrays.dtype_name(w)), w), weights)
 
     def values_at(self, dtype, flat_positions, seed):
         """The value once per position, as a NumPy array, for writers that update by index."""
-        return np.full(len(flat_positions), self._rounded(dtype), dtype=arrays.numpy_dtype(dtype))
+        return np.full(len(flat_positions), self.rounded(dtype), dtype=arrays.numpy_dtype(dtype))
 
 
 def zero():
