@@ -19,8 +19,42 @@ def _plain(result):
     return {key: float(value) for key, value in result.items()}
 
 
-def measure_side(side, *, repeats, budget_s, presets=PRESETS):
-    """One kernel of `side` x `side`: the memcpy floor and every preset once."""
+def _next_step(kernel, weights, callbacks, *, repeats, budget_s):
+    """The first optimizer step after an application, against a step after a plain assign.
+
+    A variable given a buffer TensorFlow did not allocate (the writer hands
+    its result over through DLPack) is copied into memory TensorFlow owns
+    at its next in-place update: part of an application's cost that lands
+    in the training step after it. Both steps start from the same weights,
+    restored untimed; the step is plain SGD with a fixed gradient.
+    """
+    optimizer = keras.optimizers.SGD(1e-3)
+    optimizer.build([kernel])
+    gradient = keras.ops.convert_to_tensor(np.full(kernel.shape, 1e-6, weights.dtype))
+
+    def step(i):
+        optimizer.apply([gradient], [kernel])
+
+    plain = measure(step, repeats=repeats, budget_s=budget_s, prepare=lambda: kernel.assign(weights))
+    result = {"plain_step": plain.as_dict(), "presets": {}}
+    for name, callback in callbacks.items():
+        steps = iter(range(1000, 10**6))
+
+        def applied(callback=callback, steps=steps):
+            kernel.assign(weights)
+            callback.apply(next(steps))
+
+        after = measure(step, repeats=repeats, budget_s=budget_s, prepare=applied)
+        result["presets"][name] = {**after.as_dict(), "extra_s": after.best - plain.best}
+    return result
+
+
+def measure_side(side, *, repeats, budget_s, presets=PRESETS, next_step=False):
+    """One kernel of `side` x `side`: the memcpy floor and every preset once.
+
+    With `next_step`, also the cost an application leaves to the next
+    optimizer step (see `_next_step`).
+    """
     model = dense_model(side)
     kernel = kernel_of(model)
     weights = keras.ops.convert_to_numpy(kernel)
@@ -49,6 +83,14 @@ def measure_side(side, *, repeats, budget_s, presets=PRESETS):
             "changed_fraction": changed_fraction(weights, keras.ops.convert_to_numpy(kernel)),
             "apply_result": _plain(last["result"]),
         }
+        kernel.assign(weights)
+    if next_step:
+        callbacks = {name: applied(preset, model) for name, preset in presets.items()}
+        row["next_step"] = _next_step(kernel, weights, callbacks, repeats=repeats, budget_s=budget_s)
+        for name, entry in row["next_step"]["presets"].items():
+            timing = row["presets"][name]
+            # A negative difference of two minima is noise: it adds nothing.
+            entry["with_application_ratio_to_memcpy"] = ratio(timing["min_s"] + max(0.0, entry["extra_s"]), memcpy.best)
         kernel.assign(weights)
     del model, kernel, weights, buffer
     keras.backend.clear_session()
@@ -91,7 +133,11 @@ def run(sides, *, repeats, budget_s, log=print):
     rows = []
     for side in sides:
         log(f"  {side}x{side} ({side * side / 2**20:g}M weights) ...")
-        rows.append(measure_side(side, repeats=repeats, budget_s=budget_s))
+        rows.append(measure_side(side, repeats=repeats, budget_s=budget_s, next_step=side == sides[-1]))
         preset_times = ", ".join(f"{name} {v['min_s'] * 1e3:.1f} ms" for name, v in rows[-1]["presets"].items())
         log(f"    memcpy {rows[-1]['memcpy']['min_s'] * 1e3:.2f} ms; {preset_times}")
+        if "next_step" in rows[-1]:
+            extra = ", ".join(f"{name} +{v['extra_s'] * 1e3:.1f} ms"
+                              for name, v in rows[-1]["next_step"]["presets"].items())
+            log(f"    next optimizer step: plain {rows[-1]['next_step']['plain_step']['min_s'] * 1e3:.1f} ms; {extra}")
     return {"rows": rows, "growth": growth(rows)}

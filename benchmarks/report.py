@@ -182,12 +182,24 @@ def _floor(results):
         f"({_mib(largest['bytes'])})", "",
         f"One `np.copyto` of the kernel's weights into a preallocated buffer: {_ms(largest['memcpy']['min_s'])}.",
         "",
-        "| preset | time | / memcpy | entries changed |",
-        "| --- | --- | --- | --- |",
+        "| preset | time | / memcpy | entries changed | next optimizer step, extra | "
+        "application and that extra / memcpy |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
+    next_step = largest.get("next_step", {"presets": {}})
     for name, row in largest["presets"].items():
+        after = next_step["presets"].get(name)
+        extra = f"{_ms(after['extra_s'])} | {_x(after['with_application_ratio_to_memcpy'], 2)}" if after else "| "
         lines.append(f"| {name} | {_ms(row['min_s'])} | {_x(row['ratio_to_memcpy'], 2)} | "
-                     f"{row['changed_fraction']:.2%} |")
+                     f"{row['changed_fraction']:.2%} | {extra} |")
+    if next_step["presets"]:
+        lines += ["", (
+            "The target is judged on one application. The last two columns add what an application "
+            "leaves to the training step after it: the writer hands its result to TensorFlow through "
+            "DLPack, and TensorFlow copies a buffer it did not allocate into memory of its own at the "
+            "variable's next in-place update (first SGD step after an application, against one after "
+            f"a plain assign of the same weights: {_ms(next_step['plain_step']['min_s'])}; minima, a negative "
+            "difference counted as 0).")]
     return lines + [""]
 
 
