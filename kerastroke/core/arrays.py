@@ -29,7 +29,42 @@ def tensor(x, dtype=None):
                     "float64 weights on the JAX backend need 64-bit mode: set "
                     "JAX_ENABLE_X64=1 (or jax.config.update('jax_enable_x64', True))."
                 )
+    if (
+        keras.backend.backend() == "torch"
+        and isinstance(x, np.ndarray)
+        and x.dtype == ml_dtypes.bfloat16
+        and dtype in (None, "bfloat16")
+    ):
+        return _torch_bfloat16(x)
     return ops.convert_to_tensor(x, dtype=dtype)
+
+
+def _torch_bfloat16(x):
+    """A torch bfloat16 tensor with the bits of the NumPy array `x`.
+
+    Keras converts through float32, and PyTorch's float32 -> bfloat16
+    conversion turns every NaN into 0xffc0; the bits travel as int16 instead.
+    """
+    import torch
+
+    from keras.src.backend.torch.core import get_device
+
+    bits = torch.from_numpy(np.array(x, order="C").view(np.int16))
+    return bits.view(torch.bfloat16).to(get_device())
+
+
+def to_numpy(x):
+    """`x` as a NumPy array with the same bits (a view of CPU memory where the backend allows).
+
+    Keras hands a torch bfloat16 tensor to NumPy through float32, which
+    changes the bits of NaNs; here the bits travel as int16.
+    """
+    if keras.backend.backend() == "torch" and not isinstance(x, np.ndarray):
+        import torch
+
+        if isinstance(x, torch.Tensor) and x.dtype == torch.bfloat16:
+            return ops.convert_to_numpy(x.view(torch.int16)).view(ml_dtypes.bfloat16)
+    return ops.convert_to_numpy(x)
 
 
 def weights_and_mask(weights, mask):
@@ -78,7 +113,7 @@ def like(result, original):
     """Returns NumPy for NumPy input, the backend tensor otherwise."""
     if isinstance(original, np.ndarray):
         # TensorFlow cannot hand a 0-d bfloat16 tensor to NumPy; a flat one it can.
-        flat = ops.convert_to_numpy(ops.reshape(result, (-1,)))
+        flat = to_numpy(ops.reshape(result, (-1,)))
         return flat.reshape(shape(result))
     return result
 
@@ -133,6 +168,17 @@ _BITS = {"float16": "int16", "bfloat16": "int16", "float32": "int32", "float64":
 def bits_dtype(dtype):
     """The signed integer dtype as wide as the float `dtype`, e.g. "int32" for "float32"."""
     return _BITS[keras.backend.standardize_dtype(dtype)]
+
+
+def merge(mask, new, old):
+    """`new` where `mask` is True, else `old`, every entry with its bits unchanged.
+
+    Selected on the integer bit patterns: XLA on the CPU selects 16-bit floats
+    through float32, which quiets a signalling NaN.
+    """
+    int_dtype = _BITS[dtype_name(old)]
+    merged = ops.where(mask, ops.view(new, int_dtype), ops.view(old, int_dtype))
+    return ops.view(merged, dtype_name(old))
 
 
 def is_zero(x):

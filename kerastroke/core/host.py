@@ -16,7 +16,6 @@ import sys
 
 import keras
 import numpy as np
-from keras import ops
 
 from kerastroke.core import arrays
 
@@ -127,7 +126,7 @@ def view(x):
             return None  # bfloat16 has no DLPack type
     if "cpu" not in str(getattr(x, "device", "cpu")).lower():
         return None
-    return ops.convert_to_numpy(x)  # a view of CPU memory on JAX and PyTorch
+    return arrays.to_numpy(x)  # a view of CPU memory on JAX and PyTorch
 
 
 def copy(x):
@@ -140,7 +139,7 @@ def copy(x):
     """
     source = view(x) if _tensorflow_on_cpu(x) else None
     if source is None:
-        return np.array(ops.convert_to_numpy(x))
+        return np.array(arrays.to_numpy(x))
     out = aligned_empty(source.shape, source.dtype)
     np.copyto(out, source)
     return out

@@ -87,7 +87,7 @@ def _step(rule, index, current, amount, seed, where, mask=None):
         # Built-in mutators already leave unselected entries bit-identical
         # (property-tested); merging again would cost a full pass.
         return new
-    return ops.where(mask, new, current)
+    return arrays.merge(mask, new, current)
 
 
 def _differs(new, original, xp=ops):

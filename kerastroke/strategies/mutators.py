@@ -141,7 +141,8 @@ class Constant:
     def __call__(self, weights, mask, seed):
         w, m = arrays.weights_and_mask(weights, mask)
         rounded = self.rounded(arrays.dtype_name(w))
-        return arrays.like(ops.where(m, arrays.scalar(rounded, arrays.dtype_name(w)), w), weights)
+        filled = ops.full(arrays.shape(w), arrays.scalar(rounded, arrays.dtype_name(w)), dtype=arrays.dtype_name(w))
+        return arrays.like(arrays.merge(m, filled, w), weights)
 
     def values_at(self, dtype, flat_positions, seed):
         """The value once per position, as a NumPy array, for writers that update by index."""

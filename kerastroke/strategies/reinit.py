@@ -119,7 +119,7 @@ class Initializer(_NeedsInitializer):
         w, m = arrays.weights_and_mask(weights, mask)
         if arrays.count(m) == 0:
             return arrays.like(w, weights)
-        return arrays.like(ops.where(m, self._fresh(w, seed), w), weights)
+        return arrays.like(arrays.merge(m, self._fresh(w, seed), w), weights)
 
 
 @register("mutators.shrink_perturb")
@@ -158,7 +158,7 @@ class ShrinkPerturb(_NeedsInitializer):
             ops.multiply(ops.cast(self.shrink, dtype), w),
             ops.multiply(ops.cast(self.perturb, dtype), self._fresh(w, seed)),
         )
-        return arrays.like(ops.where(m, new, w), weights)
+        return arrays.like(arrays.merge(m, new, w), weights)
 
 
 @register("mutators.drop_and_grow")
@@ -201,7 +201,7 @@ class DropAndGrow:
         dtype = arrays.dtype_name(w)
         tiny = arrays.tensor(ml_dtypes.finfo(arrays.numpy_dtype(dtype)).tiny, dtype)
         grown = ops.where(ops.equal(grown, zero), tiny, grown)
-        new = ops.where(grow_mask, grown, ops.where(m, zero, w))
+        new = arrays.merge(grow_mask, grown, arrays.merge(m, zero, w))
         return arrays.like(new, weights)
 
 
