@@ -5,6 +5,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import keras  # noqa: E402
 import pytest  # noqa: E402
 
 # Scripts run in their own processes (they configure devices before TF starts).
@@ -24,12 +25,26 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 @pytest.fixture
 def op_determinism():
-    """TensorFlow's deterministic kernels for one test, then the previous mode."""
-    import tensorflow as tf
-    from tensorflow.python.framework import config as tf_config
+    """The backend's deterministic kernels for one test, then the previous mode.
 
-    was_enabled = tf_config.is_op_determinism_enabled()
-    tf.config.experimental.enable_op_determinism()
-    yield
-    if not was_enabled:
-        tf_config.disable_op_determinism()
+    JAX on the CPU is deterministic as it is; TensorFlow and PyTorch have a switch.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+        from tensorflow.python.framework import config as tf_config
+
+        was_enabled = tf_config.is_op_determinism_enabled()
+        tf.config.experimental.enable_op_determinism()
+        yield
+        if not was_enabled:
+            tf_config.disable_op_determinism()
+    elif backend == "torch":
+        import torch
+
+        was_enabled = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True)
+        yield
+        torch.use_deterministic_algorithms(was_enabled)
+    else:
+        yield

@@ -86,30 +86,60 @@ def test_frozen_layers_are_never_touched():
 
 
 class _OddLayer(keras.layers.Layer):
-    """A kernel, plus a frozen 2-D float weight and a trainable integer weight."""
+    """A kernel, plus a frozen 2-D float weight and (where the backend has one) a trainable integer weight."""
+
+    def __init__(self, integer=True, **kwargs):
+        super().__init__(**kwargs)
+        self.integer = integer
 
     def build(self, input_shape):
         self.kernel = self.add_weight(shape=(input_shape[-1], 3), name="kernel")
         self.fixed = self.add_weight(shape=(input_shape[-1], 3), name="fixed", trainable=False)
-        self.counts = self.add_weight(
-            shape=(2, 2), name="counts", dtype="int32", trainable=True, initializer="ones"
-        )
+        if self.integer:
+            self.counts = self.add_weight(
+                shape=(2, 2), name="counts", dtype="int32", trainable=True, initializer="ones"
+            )
 
     def call(self, inputs):
         return inputs @ (self.kernel + self.fixed)
 
 
-@pytest.mark.filterwarnings("ignore:Gradients do not exist")
-def test_integer_and_non_trainable_variables_are_never_touched():
-    model = keras.Sequential([keras.Input((6,)), _OddLayer(name="odd"), keras.layers.Dense(3, name="out")])
+def _apply_everywhere(integer):
+    """Paths a rule that selects every value changes in a model with odd variables.
+
+    Applied without `fit`: JAX cannot differentiate through an integer variable.
+    """
+    model = keras.Sequential(
+        [keras.Input((6,)), _OddLayer(integer=integer, name="odd"), keras.layers.Dense(3, name="out")]
+    )
     model.compile(keras.optimizers.SGD(0.01), "mse")
     # Pruning with a range holding every value would write any variable it could reach.
-    pruning = PlasticityCallback(
+    callback = PlasticityCallback(
         [Rule(selectors.value_range(-np.inf, np.inf), mutators.constant(models.MARK))],
         biases=True,
         seed=0,
     )
-    changed = _changed_paths(model, pruning)
+    before = models.snapshot(model)
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.apply(0)
+    after = models.snapshot(model)
+    changed = {path for path in before if not models.same_bits(before[path], after[path])}
+    for path in changed:
+        assert np.all(after[path] == models.MARK), f"{path} was partly written"
+    return changed
+
+
+def test_non_trainable_variables_are_never_touched():
+    changed = _apply_everywhere(integer=False)
+    assert changed == models.select(changed, ["odd/kernel", "out/kernel", "out/bias"])
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch", reason="PyTorch has no trainable integer variables"
+)
+def test_trainable_integer_variables_are_never_touched():
+    changed = _apply_everywhere(integer=True)
     assert changed == models.select(changed, ["odd/kernel", "out/kernel", "out/bias"])
 
 
