@@ -8,6 +8,8 @@ unchanged. They act on every targeted layer, not only the first.
 
 import warnings
 
+import keras
+
 from kerastroke import schedules
 from kerastroke.core import checks, targets
 from kerastroke.core.callback import PlasticityCallback
@@ -94,6 +96,7 @@ class _Preset(PlasticityCallback):
         return cls(**config)
 
 
+@keras.saving.register_keras_serializable(package="kerastroke")
 class Stroke(_Preset):
     """Re-initialises a random fraction of the weights after every epoch.
 
@@ -175,6 +178,7 @@ class Stroke(_Preset):
         )
 
 
+@keras.saving.register_keras_serializable(package="kerastroke")
 class Pruning(_Preset):
     """Sets the weights in [min_value, max_value] to `value` (0.0) after every epoch.
 
@@ -241,6 +245,7 @@ class Pruning(_Preset):
         )
 
 
+@keras.saving.register_keras_serializable(package="kerastroke")
 class NeuroPlast(_Preset):
     """Re-initialises the weights that are close to zero after every epoch.
 

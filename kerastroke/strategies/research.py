@@ -5,6 +5,8 @@ checked at construction like every other piece, and `get_config` gives back
 the constructor's arguments (schedules and mutators as their configs).
 """
 
+import keras
+
 from kerastroke import schedules
 from kerastroke.core import checks, serialization
 from kerastroke.core.callback import PlasticityCallback
@@ -35,6 +37,7 @@ class _Preset(PlasticityCallback):
         return cls(**{key: serialization._decode(value) for key, value in config.items()})
 
 
+@keras.saving.register_keras_serializable(package="kerastroke")
 class MagnitudePruning(_Preset):
     """Prunes the smallest-magnitude weights to a sparsity schedule, persistently.
 
@@ -72,6 +75,7 @@ class MagnitudePruning(_Preset):
                          verbose=verbose, name=name, persistent=True)
 
 
+@keras.saving.register_keras_serializable(package="kerastroke")
 class SET(_Preset):
     """Sparse Evolutionary Training (Mocanu et al. 2018, Nature Communications 9:2383).
 
@@ -119,6 +123,7 @@ class SET(_Preset):
                          name=name, persistent=True, reset_optimizer=reset_optimizer)
 
 
+@keras.saving.register_keras_serializable(package="kerastroke")
 class ShrinkPerturb(_Preset):
     """Shrink-and-perturb (Ash and Adams 2020, "On Warm-Starting Neural Network Training").
 
