@@ -214,6 +214,13 @@ def test_unregistered_piece_points_to_register_piece():
             "mutator": {"class_name": "mutators.constant", "config": {"value": 0.0}},
             "schedule": {"class_name": "schedules.constant", "config": {"value": 1.0}},
         })
+    def quarter(step):
+        return 0.25
+
+    assert kerastroke.register_piece("tests.api_path.quarter")(quarter) is quarter  # name given positionally
+    config = Rule(selectors.random_fraction(), mutators.zero(), quarter).get_config()
+    assert config["schedule"] == {"class_name": "tests.api_path.quarter", "config": {}}
+    assert Rule.from_config(json.loads(json.dumps(config))).schedule is quarter
     with pytest.raises(TypeError, match="register_piece registers an attrs class"):
         kerastroke.register_piece(type("Plain", (), {"__call__": lambda self, step: 1.0}))
 
