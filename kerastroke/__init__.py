@@ -6,9 +6,12 @@ applies rules to a model's weights during `fit`. `Stroke`, `Pruning` and
 `NeuroPlast` are ready-made rule sets with the parameters of kerastroke 2.x.
 """
 
+import keras
+
 from kerastroke import schedules
 from kerastroke.core.callback import PlasticityCallback
 from kerastroke.core.persistence import strip
+from kerastroke.core.serialization import register_piece
 from kerastroke.core.sparsity import sparsity
 from kerastroke.core.types import Rule
 from kerastroke.strategies import mutators, selectors
@@ -16,6 +19,10 @@ from kerastroke.strategies.presets import NeuroPlast, Pruning, Stroke
 from kerastroke.strategies.research import SET, MagnitudePruning, ShrinkPerturb
 
 __version__ = "3.0.0.dev0"
+
+# `keras.saving.deserialize_keras_object` finds the callbacks by these names
+# ("kerastroke>Stroke", ...); the presets register where they are defined.
+keras.saving.register_keras_serializable(package="kerastroke")(PlasticityCallback)
 
 __all__ = [
     "SET",
@@ -27,6 +34,7 @@ __all__ = [
     "ShrinkPerturb",
     "Stroke",
     "mutators",
+    "register_piece",
     "schedules",
     "selectors",
     "sparsity",

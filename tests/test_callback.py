@@ -193,8 +193,8 @@ def test_verbose_prints_one_line_per_application(capsys):
     models.fit(model, callbacks, epochs=3)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert len(lines) == 2
-    assert lines[0].startswith("Stroke at step 0: changed ")
-    assert lines[1].startswith("Stroke at step 1: changed ")
+    assert lines[0].startswith("stroke at step 0: changed ")
+    assert lines[1].startswith("stroke at step 1: changed ")
     assert "of 103 entries" in lines[0]  # 48 + 40 + 15 kernel entries.
 
 

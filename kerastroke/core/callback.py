@@ -3,10 +3,12 @@
 import warnings
 
 import keras
+from keras.src.utils import io_utils
 
 import attrs
 
 from kerastroke.core import checks, host, initializers, optimizer_state, persistence, seeds, targets, write
+from kerastroke.core import fit_checks
 from kerastroke.core.sparsity import zeros_and_size
 from kerastroke.core.types import Rule
 
@@ -69,7 +71,9 @@ class PlasticityCallback(keras.callbacks.Callback):
     After each application `logs` gains `<name>_changed` (entries whose value
     changed), `<name>_fraction` (that count over all targeted entries) and
     `<name>_sparsity` (the fraction of targeted entries exactly zero);
-    History and TensorBoard record them. At batch frequency the batch logs of
+    History and TensorBoard record them. TensorBoard and CSVLogger write the
+    logs when their own hook runs, so they must come after this callback in
+    `callbacks`; training warns when one comes before. At batch frequency the batch logs of
     an application carry its figures, and the epoch logs carry the total
     changed over the epoch, the mean fraction per application and the
     sparsity at the epoch's end.
@@ -89,8 +93,14 @@ class PlasticityCallback(keras.callbacks.Callback):
             count reaches a multiple of N.
         seed: Base seed (int >= 0). None picks one, kept in `self.seed` and
             in `get_config()`.
-        verbose: 1 prints a line per application.
-        name: Prefix of the keys written into `logs`.
+        verbose: 1 prints a line per application, on its own line below
+            Keras's progress bar.
+        name: Prefix of the keys written into `logs` (default
+            "plasticity"; each preset has its own). Two callbacks of one fit
+            need distinct names: two `name=` alike fail when training
+            begins; a default name that another callback uses gets a suffix
+            (`stroke_1`, as Keras numbers layer names), with a warning, and
+            keeps it.
         persistent: Hold every entry that is exactly zero after an
             application at zero through the optimizer steps that follow,
             until the next application (a variable constraint, which Keras
@@ -111,6 +121,9 @@ class PlasticityCallback(keras.callbacks.Callback):
 
     default_name = "plasticity"
     _warn_stacklevel = 2  # Subclasses that wrap __init__ point warnings at their caller.
+
+    # `callbacks=[Stroke]` (the class) fails at once with what to pass instead.
+    set_model = fit_checks.instance_only(keras.callbacks.Callback.set_model)
 
     def __init__(
         self,
@@ -134,6 +147,7 @@ class PlasticityCallback(keras.callbacks.Callback):
         self.seed = seeds.fresh() if seed is None else checks.integer("seed", seed, minimum=0)
         self.verbose = _verbose(verbose)
         self.name = _name(name, self.default_name)
+        self._name_is_default = name is None
         self.persistent = checks.boolean("persistent", persistent)
         self.reset_optimizer = checks.boolean("reset_optimizer", reset_optimizer)
         if not (self.weights or self.biases):
@@ -193,6 +207,12 @@ class PlasticityCallback(keras.callbacks.Callback):
         return bound
 
     def on_train_begin(self, logs=None):
+        callbacks = fit_checks.running_callbacks(self)
+        if callbacks is not None:
+            fit_checks.unique_names(callbacks, lambda other: isinstance(other, PlasticityCallback))
+            fit_checks.warn_loggers_before(
+                self, callbacks, [f"{self.name}_{key}" for key in ("changed", "fraction", "sparsity")]
+            )
         self._targets = self.targeted_variables()
         self._positions = targets.positions(self.model)
         self._bound = {}
@@ -249,10 +269,13 @@ class PlasticityCallback(keras.callbacks.Callback):
         fraction = changed / size if size else 0.0
         result = {"changed": changed, "fraction": fraction, "sparsity": zeros / size if size else 0.0}
         if self.verbose and any(rule_amounts):
-            print(
-                f"{type(self).__name__} at step {step}: changed {changed} of {size} "
-                f"entries ({fraction:.2%}) in {len(variables)} variables of '{model.name}'; "
-                f"{result['sparsity']:.2%} are zero."
+            # Keras's progress bar (fit's verbose=1 or "auto") leaves its line
+            # open: start a new one, as EarlyStopping and ReduceLROnPlateau do.
+            lead = "\n" if (self.params or {}).get("verbose") in (1, "auto") else ""
+            io_utils.print_msg(
+                f"{lead}{self.name} at step {step}: changed "
+                f"{changed} of {size} entries ({fraction:.2%}) in {len(variables)} variables of "
+                f"'{model.name}'; {result['sparsity']:.2%} are zero."
             )
         return result
 

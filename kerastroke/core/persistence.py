@@ -8,6 +8,13 @@ The mask is derived from the weights themselves, which is what makes resumed
 training exact. `strip(model)` removes what was attached; the model is then a
 plain Keras model (nothing is ever attached to layer configs, so `model.save`
 works either way).
+
+For the same reason a saved model reloads without the holds: its zeros are
+in the weights, but training it without the callback lets them regrow.
+Attaching the persistent callback again holds them again, since the held set
+is read from the weights (at the first epoch when the optimizer's step count
+is above 0, as after loading a model saved with its optimizer; otherwise at
+the callback's first application).
 """
 
 import keras
@@ -79,20 +86,24 @@ def strip(model):
     """Removes everything kerastroke attached to `model`'s variables.
 
     After this the model trains as a plain Keras model: zeros it holds are
-    kept as values in the weights but may regrow.
+    kept as values in the weights but may regrow. A model saved and loaded
+    again is in the same state; attach the callback again to hold them.
 
     Args:
         model: A Keras model.
 
     Returns:
-        The number of variables released.
+        `model` itself, so calls chain: `kerastroke.strip(model).save(path)`.
 
     Example:
-    >>> # model.fit(x, y, callbacks=[MagnitudePruning(0.8)])
-    >>> # kerastroke.strip(model); model.save("pruned.keras")
+    >>> import keras, kerastroke
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> # model.fit(x, y, callbacks=[kerastroke.MagnitudePruning(0.8)])
+    >>> kerastroke.strip(model) is model
+    True
     """
     released = sum(release(variable) for variable in model.variables)
     if released and getattr(model, "compiled", False):
         # A train function traced with the constraints would keep applying them.
         model.make_train_function(force=True)
-    return released
+    return model

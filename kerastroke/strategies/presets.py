@@ -6,7 +6,10 @@ Each preset accepts both parameter spellings that kerastroke 2.x published
 unchanged. They act on every targeted layer, not only the first.
 """
 
+import numbers
 import warnings
+
+import keras
 
 from kerastroke import schedules
 from kerastroke.core import checks, targets
@@ -45,6 +48,23 @@ def _cutoff(cutoff):
     if cutoff is None:
         return -1
     return checks.integer("cutoff", cutoff, minimum=-1)
+
+
+def _epochs_only(preset, frequency, **counts):
+    """2.x's `cutoff` and `decay` count epochs; at batch frequency a schedule counts steps."""
+    if isinstance(frequency, bool) or not isinstance(frequency, numbers.Integral) or frequency < 1:
+        return  # "epoch"; a bad frequency fails in PlasticityCallback, naming `frequency`.
+    for name, value in counts.items():
+        unset = (None, -1) if name == "cutoff" else (None, 1, 1.0)
+        if value not in unset:
+            raise ValueError(
+                f"{preset}'s `{name}` counts epochs, as in kerastroke 2.x, but with "
+                f"frequency={frequency!r} its schedule would count optimizer steps. Use "
+                f"frequency=\"epoch\" with `{name}`, or, for a schedule in optimizer steps, "
+                f"PlasticityCallback(rules, frequency={frequency!r}) with "
+                f"schedules.cutoff(...) / schedules.decay(...) in steps. "
+                f"Received: {name}={value!r}, frequency={frequency!r}"
+            )
 
 
 def _new_values(value, value_name, low_bound, high_bound):
@@ -94,6 +114,7 @@ class _Preset(PlasticityCallback):
         return cls(**config)
 
 
+@keras.saving.register_keras_serializable(package="kerastroke")
 class Stroke(_Preset):
     """Re-initialises a random fraction of the weights after every epoch.
 
@@ -102,7 +123,11 @@ class Stroke(_Preset):
     else a draw from U[low_bound, high_bound). The ratio at epoch `e` is
     `min(1, volatility_ratio * decay**e)`, and nothing happens from epoch
     `cutoff` on. `e` is the absolute epoch index, so `initial_epoch` resumes
-    the schedule; with `frequency=N` it is the optimizer's step count instead.
+    the schedule. With `frequency=N` (every N optimizer steps) the ratio is
+    `volatility_ratio` throughout: `cutoff` and `decay` count epochs, as in
+    2.x, and are refused with a ValueError at batch frequency; for a
+    schedule in optimizer steps use `PlasticityCallback` with
+    `schedules.cutoff` / `schedules.decay`.
 
     Args:
         value: If set, re-initialised entries take this value (0.0 included).
@@ -110,9 +135,10 @@ class Stroke(_Preset):
         low_bound: Lowest re-initialised value.
         high_bound: Highest re-initialised value (exclusive).
         volatility_ratio: Fraction of entries re-initialised per epoch, in [0, 1].
-        cutoff: Number of epochs (steps, at batch frequency) Stroke runs for;
-            -1 or None for all of them.
-        decay: Factor on the ratio per epoch (may exceed 1; the ratio stops at 1.0).
+        cutoff: Number of epochs Stroke runs for; -1 or None for all of
+            them (the only values accepted with an integer `frequency`).
+        decay: Factor on the ratio per epoch (may exceed 1; the ratio stops
+            at 1.0); None or 1.0 with an integer `frequency`.
         indeces: 2.0 spelling of `layers`.
         layers: Layer indices and/or names; None for the whole model.
         biases: Also touch biases.
@@ -121,7 +147,9 @@ class Stroke(_Preset):
         frequency: "epoch" or every N optimizer steps.
         seed: Base seed; None picks one (see `self.seed`).
         verbose: 1 prints a line per application.
-        name: Prefix of the keys in `logs` (default "stroke").
+        name: Prefix of the keys in `logs`, default "stroke": each
+            application logs `stroke_changed`, `stroke_fraction` and
+            `stroke_sparsity` (see `PlasticityCallback`).
 
     Example:
     >>> from kerastroke import Stroke
@@ -161,6 +189,7 @@ class Stroke(_Preset):
             _new_values(value, "value" if set_value is None else "set_value", low_bound, high_bound),
             schedules.cutoff(schedules.decay(ratio, rate), _cutoff(cutoff)),
         )
+        _epochs_only("Stroke", frequency, cutoff=cutoff, decay=decay)
         params = {
             "value": value,
             "low_bound": low_bound,
@@ -175,6 +204,7 @@ class Stroke(_Preset):
         )
 
 
+@keras.saving.register_keras_serializable(package="kerastroke")
 class Pruning(_Preset):
     """Sets the weights in [min_value, max_value] to `value` (0.0) after every epoch.
 
@@ -186,8 +216,8 @@ class Pruning(_Preset):
         set_value: 2.1 spelling of `value`.
         min_value: Lowest value pruned (inclusive).
         max_value: Highest value pruned (inclusive).
-        cutoff: Number of epochs (steps, at batch frequency) Pruning runs
-            for; -1 or None for all of them.
+        cutoff: Number of epochs Pruning runs for; -1 or None for all of
+            them (the only values accepted with an integer `frequency`).
         biases: Also touch biases.
         do_biases: 2.1 spelling of `biases`.
         do_weights: Touch kernels.
@@ -196,7 +226,9 @@ class Pruning(_Preset):
         frequency: "epoch" or every N optimizer steps.
         seed: Base seed; None picks one.
         verbose: 1 prints a line per application.
-        name: Prefix of the keys in `logs` (default "pruning").
+        name: Prefix of the keys in `logs`, default "pruning": each
+            application logs `pruning_changed`, `pruning_fraction` and
+            `pruning_sparsity` (see `PlasticityCallback`).
 
     Example:
     >>> from kerastroke import Pruning
@@ -234,6 +266,7 @@ class Pruning(_Preset):
             mutators.constant(value),
             schedules.cutoff(schedules.constant(1.0), _cutoff(cutoff)),
         )
+        _epochs_only("Pruning", frequency, cutoff=cutoff)
         params = {"value": value, "min_value": min_value, "max_value": max_value, "cutoff": cutoff}
         super().__init__(
             [rule], params, layers=layers, do_weights=do_weights, biases=biases,
@@ -241,6 +274,7 @@ class Pruning(_Preset):
         )
 
 
+@keras.saving.register_keras_serializable(package="kerastroke")
 class NeuroPlast(_Preset):
     """Re-initialises the weights that are close to zero after every epoch.
 
@@ -264,8 +298,8 @@ class NeuroPlast(_Preset):
         high_bound: Highest re-initialised value (exclusive).
         pruning_min: Lowest value pruned by rule 1.
         pruning_max: Highest value pruned by rule 1.
-        cutoff: Number of epochs (steps, at batch frequency) NeuroPlast runs
-            for; -1 or None for all of them.
+        cutoff: Number of epochs NeuroPlast runs for; -1 or None for all of
+            them (the only values accepted with an integer `frequency`).
         biases: Also touch biases.
         do_biases: 2.1 spelling of `biases`.
         do_weights: Touch kernels.
@@ -274,7 +308,9 @@ class NeuroPlast(_Preset):
         frequency: "epoch" or every N optimizer steps.
         seed: Base seed; None picks one.
         verbose: 1 prints a line per application.
-        name: Prefix of the keys in `logs` (default "neuroplast").
+        name: Prefix of the keys in `logs`, default "neuroplast": each
+            application logs `neuroplast_changed`, `neuroplast_fraction` and
+            `neuroplast_sparsity` (see `PlasticityCallback`).
 
     Example:
     >>> from kerastroke import NeuroPlast
@@ -334,6 +370,7 @@ class NeuroPlast(_Preset):
                 schedule,
             )
         )
+        _epochs_only("NeuroPlast", frequency, cutoff=cutoff)
         params = {
             "value": value,
             "set_value": set_value,

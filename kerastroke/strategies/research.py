@@ -5,6 +5,8 @@ checked at construction like every other piece, and `get_config` gives back
 the constructor's arguments (schedules and mutators as their configs).
 """
 
+import keras
+
 from kerastroke import schedules
 from kerastroke.core import checks, serialization
 from kerastroke.core.callback import PlasticityCallback
@@ -35,6 +37,7 @@ class _Preset(PlasticityCallback):
         return cls(**{key: serialization._decode(value) for key, value in config.items()})
 
 
+@keras.saving.register_keras_serializable(package="kerastroke")
 class MagnitudePruning(_Preset):
     """Prunes the smallest-magnitude weights to a sparsity schedule, persistently.
 
@@ -46,13 +49,25 @@ class MagnitudePruning(_Preset):
     until the next application. Zeros rank first, so a growing schedule keeps
     earlier pruning.
 
+    The hold is a variable constraint, not part of the model: a model saved
+    during training (`model.save`, `ModelCheckpoint`) reloads without it, and
+    training it further without this callback lets the zeros regrow. Attach
+    the callback again to go on: the held set is read from the weights, so
+    the reloaded zeros are held again, from the first step when the model
+    was saved with its optimizer (its step count is above 0), else from the
+    callback's first application. `kerastroke.strip(model)` removes the hold
+    once training is over.
+
     Args:
         sparsity: Target fraction in [0, 1], or a schedule `step -> fraction`
             such as `schedules.polynomial(0.0, 0.8, begin=0, end=1000)`.
         frequency: "epoch", or every N optimizer steps (tfmot uses 100).
         scope: "tensor" ranks each kernel on its own; "global" ranks all
             targeted kernels together.
-        layers, biases, seed, verbose, name: As for `PlasticityCallback`.
+        layers, biases, seed, verbose: As for `PlasticityCallback`.
+        name: Prefix of the keys in `logs`, default "magnitude_pruning":
+            each application logs `magnitude_pruning_changed`,
+            `magnitude_pruning_fraction` and `magnitude_pruning_sparsity`.
 
     Example:
     >>> from kerastroke import MagnitudePruning, schedules
@@ -72,6 +87,7 @@ class MagnitudePruning(_Preset):
                          verbose=verbose, name=name, persistent=True)
 
 
+@keras.saving.register_keras_serializable(package="kerastroke")
 class SET(_Preset):
     """Sparse Evolutionary Training (Mocanu et al. 2018, Nature Communications 9:2383).
 
@@ -81,7 +97,9 @@ class SET(_Preset):
     entries with the smallest |w| and grow as many at random zero positions,
     with values from `grow` (by default the layer's own initializer). The
     number of non-zero entries stays `round((1 - sparsity) * size)`, and
-    zeros are held between applications.
+    zeros are held between applications (a variable constraint: a saved
+    model reloads without it; attach the callback again to go on training,
+    as for `MagnitudePruning`).
 
     This starts from a dense network trained for one epoch rather than from
     the paper's random Erdos-Renyi topology: with the callback API the first
@@ -95,7 +113,9 @@ class SET(_Preset):
         grow: Mutator for the grown entries; default `mutators.initializer()`.
         frequency: "epoch", or every N optimizer steps.
         reset_optimizer: Zero the optimizer state of dropped and grown entries.
-        layers, seed, verbose, name: As for `PlasticityCallback`.
+        layers, seed, verbose: As for `PlasticityCallback`.
+        name: Prefix of the keys in `logs`, default "set": each application
+            logs `set_changed`, `set_fraction` and `set_sparsity`.
 
     Example:
     >>> from kerastroke import SET
@@ -119,6 +139,7 @@ class SET(_Preset):
                          name=name, persistent=True, reset_optimizer=reset_optimizer)
 
 
+@keras.saving.register_keras_serializable(package="kerastroke")
 class ShrinkPerturb(_Preset):
     """Shrink-and-perturb (Ash and Adams 2020, "On Warm-Starting Neural Network Training").
 
@@ -131,7 +152,10 @@ class ShrinkPerturb(_Preset):
         perturb: Factor on the fresh draw, >= 0.
         period: Apply every `period` epochs (int >= 1), from epoch `period - 1`.
         reset_optimizer: Zero the optimizer state of every perturbed entry.
-        layers, biases, seed, verbose, name: As for `PlasticityCallback`.
+        layers, biases, seed, verbose: As for `PlasticityCallback`.
+        name: Prefix of the keys in `logs`, default "shrink_perturb": each
+            application logs `shrink_perturb_changed`, `shrink_perturb_fraction`
+            and `shrink_perturb_sparsity`.
 
     Example:
     >>> from kerastroke import ShrinkPerturb
