@@ -393,6 +393,10 @@ def test_applying_leaves_reads_of_the_variables_free(callback):
         assert _read_address(variable) == _read_address(variable), variable.path
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="only TensorFlow adopts the writer's host buffers; JAX and PyTorch copy what they are given",
+)
 @pytest.mark.parametrize(
     "callback",
     [Stroke(volatility_ratio=0.3, seed=0), Pruning(min_value=-0.05, max_value=0.05), NeuroPlast(seed=0)],
@@ -411,7 +415,7 @@ def test_values_read_before_an_application_never_change(callback):
     for step in range(6):
         assert callback.apply(step)["changed"] > 0
         # Read what the writer wrote: the variable holds the lent buffer.
-        tensor = keras.ops.convert_to_tensor(kernel)
+        tensor = kernel.value.read_value()
         read = (tensor, kernel.numpy(), host.view(tensor))
         reads.append((read, [np.array(r) for r in read]))
         # New values from outside: the variable lets go of the lent buffer,
