@@ -95,3 +95,99 @@ def test_reset_optimizer_touches_only_the_targeted_variable_s_slots(make_optimiz
             assert np.all(value == 0.0), variable.path
         else:
             assert models.same_bits(before[id(variable)], value), variable.path
+
+
+# -- 7. a layer's own constraint --------------------------------------------------------
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_written_values_obey_the_layer_constraint(persistent):
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(4, kernel_constraint=keras.constraints.NonNeg(), name="pos")]
+    )
+    kernel = model.get_layer("pos").kernel
+    kernel.assign(np.full(kernel.shape, 0.5, "float32"))
+    model.compile(keras.optimizers.SGD(0.0), "mse")
+    rule = Rule(selectors.random_fraction(), mutators.constant(-0.25), schedules.constant(0.5))
+    callback = PlasticityCallback([rule], seed=0, persistent=persistent)
+    history = model.fit(*_data(6, 4), epochs=1, batch_size=8, verbose=0, callbacks=[callback])
+    value = _values([kernel])[0]
+    written = round(0.5 * value.size)
+    assert np.all(value >= 0.0)
+    assert int(np.sum(value == 0.0)) == written  # NonNeg(-0.25) is 0
+    assert int(np.sum(value == 0.5)) == value.size - written
+    assert history.history["plasticity_changed"] == [written]
+
+
+# -- 9. pieces that return what a rule cannot write -------------------------------------
+
+
+def _nan_mutator(weights, mask, seed):
+    return keras.ops.where(mask, np.float32("nan"), weights)
+
+
+class _InfiniteValues:
+    """A mutator with `values_at` (written by index) whose values are infinite."""
+
+    def __call__(self, weights, mask, seed):
+        return keras.ops.where(mask, np.float32("inf"), weights)
+
+    def values_at(self, dtype, flat_positions, seed):
+        return np.full(len(flat_positions), np.inf, dtype)
+
+
+@pytest.mark.parametrize("mutator", [_nan_mutator, _InfiniteValues()], ids=["nan", "inf_values_at"])
+def test_a_mutator_giving_non_finite_values_writes_nothing(mutator):
+    model = _built_mlp()
+    callback = PlasticityCallback([Rule(selectors.random_fraction(), mutator, schedules.constant(0.5))], seed=0)
+    callback.set_model(model)
+    before = _values(model.weights)
+    with pytest.raises(ValueError) as info:
+        callback.apply(0)
+    text = _error_text(info)
+    assert "rule 0" in text and "mutator" in text and "hidden/kernel" in text and "NaN or infinite" in text
+    for old, new in zip(before, _values(model.weights)):
+        assert models.same_bits(old, new)
+
+
+def test_weights_already_nan_do_not_stop_a_rule():
+    model = _built_mlp()
+    kernel = model.get_layer("hidden").kernel
+    value = np.full(kernel.shape, 0.25, "float32")
+    value[0, 0] = np.nan
+    kernel.assign(value)
+    # value_range never selects NaN; the NaN entry is left as it is.
+    rule = Rule(selectors.value_range(-1.0, 1.0), mutators.constant(models.MARK))
+    callback = PlasticityCallback([rule], seed=0)
+    callback.set_model(model)
+    callback.apply(0)
+    after = _values([kernel])[0]
+    assert np.isnan(after[0, 0])
+    assert int(np.sum(after == MARK)) == value.size - 1
+
+
+@pytest.mark.parametrize("returned", ["0.5", True, None, "abc"], ids=repr)
+def test_a_schedule_returning_a_non_number_is_refused_with_its_value(returned):
+    model = _built_mlp()
+    rule = Rule(selectors.random_fraction(), mutators.constant(models.MARK), lambda step: returned)
+    callback = PlasticityCallback([rule], seed=0)
+    callback.set_model(model)
+    before = _values(model.weights)
+    with pytest.raises(TypeError, match=f"returned {returned!r}"):
+        callback.apply(0)
+    for old, new in zip(before, _values(model.weights)):
+        assert models.same_bits(old, new)
+
+
+@pytest.mark.parametrize("piece", ["selector", "mutator"])
+def test_a_piece_returning_none_is_named(piece):
+    model = _built_mlp()
+    pieces = {"selector": selectors.random_fraction(), "mutator": mutators.constant(models.MARK)}
+    pieces[piece] = lambda *args: None
+    rule = Rule(pieces["selector"], pieces["mutator"], schedules.constant(0.5))
+    callback = PlasticityCallback([rule], seed=0)
+    callback.set_model(model)
+    with pytest.raises(TypeError) as info:
+        callback.apply(0)
+    text = _error_text(info)
+    assert "rule 0" in text and piece in text and "hidden/kernel" in text and "returned None" in text

@@ -66,6 +66,16 @@ def hold_zeros(variable):
     return True
 
 
+def own_constraint(variable):
+    """The constraint `variable` has of its own: the one a `HoldZeros` wraps, else its constraint.
+
+    A writer applies it to the values it writes; the `HoldZeros` mask is
+    renewed from the written weights afterwards, so it must not see them.
+    """
+    constraint = variable.constraint
+    return constraint.inner if isinstance(constraint, HoldZeros) else constraint
+
+
 def release(variable):
     """Removes a `HoldZeros` constraint, restoring the one it wrapped."""
     constraint = variable.constraint
