@@ -50,6 +50,69 @@ def _error_text(info):
     return str(info.value) + " ".join(getattr(info.value, "__notes__", []))
 
 
+# -- 1. models whose weights appear with the first batch --------------------------------
+
+
+class _TwoDense(keras.Model):
+    def __init__(self):
+        super().__init__(name="two_dense")
+        self.hidden = keras.layers.Dense(5, name="hidden")
+        self.out = keras.layers.Dense(3, name="out")
+
+    def call(self, inputs):
+        return self.out(self.hidden(inputs))
+
+
+def _sequential_without_input():
+    model = keras.Sequential(name="no_input")
+    model.add(keras.layers.Dense(5, name="hidden"))
+    model.add(keras.layers.Dense(3, name="out"))
+    return model
+
+
+@pytest.mark.parametrize("build", [_sequential_without_input, _TwoDense], ids=["sequential", "subclassed"])
+def test_a_model_built_by_its_first_batch_is_targeted(build):
+    model = build()
+    model.compile(keras.optimizers.SGD(0.0), "mse")  # no learning: every change is the callback's
+    callback = _mark(0.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(*_data(), epochs=1, batch_size=8, verbose=0, callbacks=[callback])
+    assert not [w for w in caught if "targets no variable" in str(w.message)]
+    kernels = _kernels(model)
+    assert len(kernels) == 2
+    expected = sum(round(0.5 * int(np.prod(k.shape))) for k in kernels)
+    assert history.history["plasticity_changed"] == [expected]
+    assert sum(int(np.sum(v == MARK)) for v in _values(kernels)) == expected
+
+
+# -- 4. caches follow the model ------------------------------------------------------
+
+
+def test_apply_after_set_model_writes_the_model_that_was_set():
+    first, second = _built_mlp("first"), _built_mlp("second")
+    first.compile(keras.optimizers.SGD(0.0), "mse")
+    callback = _mark(0.5)
+    first.fit(*_data(), epochs=1, batch_size=8, verbose=0, callbacks=[callback])
+    first_before = _values(first.weights)
+    second_before = _values(second.weights)
+
+    callback.set_model(second)
+    result = callback.apply(3)
+
+    for old, new in zip(first_before, _values(first.weights)):
+        assert models.same_bits(old, new)
+    changed = 0
+    for variable, old, new in zip(second.weights, second_before, _values(second.weights)):
+        if variable.name != "kernel":
+            assert models.same_bits(old, new), variable.path
+            continue
+        assert int(np.sum(new != old)) == round(0.5 * old.size), variable.path
+        assert np.all(new[new != old] == MARK)
+        changed += int(np.sum(new != old))
+    assert result["changed"] == changed
+
+
 # -- 5. optimizer slots found by identity ------------------------------------------
 
 
@@ -191,3 +254,87 @@ def test_a_piece_returning_none_is_named(piece):
         callback.apply(0)
     text = _error_text(info)
     assert "rule 0" in text and piece in text and "hidden/kernel" in text and "returned None" in text
+
+
+# -- 10. custom training loops ---------------------------------------------------------
+
+
+def _train_step(model, optimizer, x, y):
+    """One optimizer step written for the running backend, outside `fit`."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean(keras.ops.square(model(x) - y))
+        grads = tape.gradient(loss, model.trainable_variables)
+    elif backend == "jax":
+        import jax
+
+        non_trainable = [v.value for v in model.non_trainable_variables]
+
+        def loss_of(trainable):
+            prediction, _ = model.stateless_call(trainable, non_trainable, x)
+            return jax.numpy.mean(jax.numpy.square(prediction - y))
+
+        grads = jax.grad(loss_of)([v.value for v in model.trainable_variables])
+    else:
+        import torch
+
+        model.zero_grad()
+        loss = torch.mean(torch.square(model(x) - torch.as_tensor(y)))
+        loss.backward()
+        grads = [v.value.grad for v in model.trainable_variables]
+    optimizer.apply(grads, model.trainable_variables)
+
+
+def test_a_custom_training_loop_applies_through_set_model_and_apply():
+    model = _built_mlp()
+    optimizer = keras.optimizers.SGD(0.01)  # the loop's own: the model is not compiled
+    x, y = _data()
+    callback = _mark(0.25, frequency=3)
+    with pytest.raises(RuntimeError, match=r"set_model\(model\)"):
+        callback.apply(0)
+    callback.set_model(model)
+    for step in range(2):
+        before = _values(model.weights)
+        _train_step(model, optimizer, x, y)
+        moved = _values(model.weights)
+        assert any(not np.array_equal(a, b) for a, b in zip(before, moved))  # the loop trains
+        result = callback.apply(step)  # step 1 is no multiple of frequency=3: applied all the same
+        changed = 0
+        for variable, old, new in zip(model.weights, moved, _values(model.weights)):
+            if variable.name != "kernel":
+                assert models.same_bits(old, new), variable.path
+                continue
+            assert not np.any(old == MARK)
+            differs = new != old
+            assert int(differs.sum()) == round(0.25 * old.size), variable.path
+            assert np.all(new[differs] == MARK), variable.path
+            changed += int(differs.sum())
+        assert result["changed"] == changed
+
+
+def test_reset_optimizer_in_a_custom_loop_resets_the_loop_s_optimizer():
+    model = _built_mlp()
+    optimizer = keras.optimizers.Adam(0.01)
+    _train_step(model, optimizer, *_data())
+    callback = _mark(1.0, layers=["hidden"], reset_optimizer=True)
+    callback.set_model(model)
+    before = _values(model.weights)
+    with pytest.raises(ValueError, match=r"set `model.optimizer`"):
+        callback.apply(0)  # no optimizer to reset: refused, not silently skipped
+    for old, new in zip(before, _values(model.weights)):
+        assert models.same_bits(old, new)
+
+    model.optimizer = optimizer
+    slots_before = {id(v): _values([v])[0] for v in optimizer.variables}
+    callback.apply(0)
+    index = optimizer._get_variable_index(model.get_layer("hidden").kernel)
+    reset = [optimizer._momentums[index], optimizer._velocities[index]]
+    for variable in optimizer.variables:
+        value = _values([variable])[0]
+        if any(variable is slot for slot in reset):
+            assert np.any(slots_before[id(variable)] != 0.0) and np.all(value == 0.0), variable.path
+        else:
+            assert models.same_bits(slots_before[id(variable)], value), variable.path
