@@ -160,6 +160,34 @@ def test_reset_optimizer_touches_only_the_targeted_variable_s_slots(make_optimiz
             assert models.same_bits(before[id(variable)], value), variable.path
 
 
+# -- 6. an optimizer's moving average --------------------------------------------------
+
+
+def test_pruning_survives_the_moving_average_written_at_the_end_of_fit():
+    keras.utils.set_random_seed(1)
+    model = _built_mlp()
+    rng = np.random.default_rng(1)
+    for variable in model.weights:  # distinct magnitudes: no ties at the pruning threshold
+        variable.assign(rng.normal(size=variable.shape).astype("float32"))
+    model.compile(keras.optimizers.Adam(0.01, use_ema=True), "mse")
+    pruning = MagnitudePruning(0.8, seed=0)
+    history = model.fit(*_data(), epochs=2, batch_size=8, verbose=0, callbacks=[pruning])
+    logged = history.history["magnitude_pruning_sparsity"][-1]
+    kernels = _values(_kernels(model))
+    final = sum(int(np.sum(k == 0.0)) for k in kernels) / sum(k.size for k in kernels)
+    assert logged == pytest.approx(0.8, abs=0.05)
+    assert final == pytest.approx(logged)
+
+
+def test_a_write_survives_the_moving_average_written_at_the_end_of_fit():
+    model = _built_mlp()
+    model.compile(keras.optimizers.SGD(0.0, use_ema=True), "mse")  # the average is the weights
+    history = model.fit(*_data(), epochs=1, batch_size=8, verbose=0, callbacks=[_mark(0.5)])
+    kernels = _values(_kernels(model))
+    assert sum(int(np.sum(k == MARK)) for k in kernels) == history.history["plasticity_changed"][0]
+    assert history.history["plasticity_changed"][0] == sum(round(0.5 * k.size) for k in kernels)
+
+
 # -- 7. a layer's own constraint --------------------------------------------------------
 
 

@@ -259,6 +259,11 @@ class PlasticityCallback(keras.callbacks.Callback):
             )
 
     def on_train_end(self, logs=None):
+        if self.persistent and optimizer_state.has_averages(getattr(self.model, "optimizer", None)):
+            # `fit` has just copied the optimizer's moving averages over the
+            # weights; they were updated before the hold ran at each step.
+            for variable in self._resolved():
+                persistence.hold_again(variable)
         # Buffers kept for the next application's writes are not needed now.
         host.release()
 
@@ -290,6 +295,9 @@ class PlasticityCallback(keras.callbacks.Callback):
         changed = 0
         counted = {}  # zeros the writer counted on the way, by id(variable)
         if any(rule_amounts):
+            # An optimizer's moving average (`use_ema=True`) replaces the
+            # weights at the end of `fit`: it gets the same write.
+            follow = self.reset_optimizer or optimizer_state.has_averages(getattr(model, "optimizer", None))
             changed = write.write_model(
                 variables,
                 self.rules_for,
@@ -297,7 +305,7 @@ class PlasticityCallback(keras.callbacks.Callback):
                 lambda variable: self.variable_seed(variable, step),
                 seeds.derive(self.seed, step),
                 rule_amounts,
-                changed=self._reset_optimizer_state if self.reset_optimizer else None,
+                changed=self._after_write if follow else None,
                 zeros=counted,
             )
             if self.persistent:
@@ -315,6 +323,11 @@ class PlasticityCallback(keras.callbacks.Callback):
 
     def _reset_optimizer_state(self, variable, changed):
         optimizer_state.reset(getattr(self.model, "optimizer", None), variable, changed)
+
+    def _after_write(self, variable, changed):
+        if self.reset_optimizer:
+            self._reset_optimizer_state(variable, changed)
+        optimizer_state.follow_averages(getattr(self.model, "optimizer", None), variable, changed)
 
     def _hold(self, variables):
         attached = False

@@ -1,7 +1,9 @@
-"""Resetting optimizer state for entries a rule re-initialised.
+"""Optimizer state that follows the entries a rule wrote.
 
 A re-initialised weight with Adam's old moments keeps moving the way the old
-weight did, so `reset` zeroes them.
+weight did, so `reset` zeroes them. An optimizer with `use_ema=True` keeps a
+moving average of each weight and writes it over the weights at the end of
+`fit`, so `follow_averages` gives the average the values a rule wrote.
 
 Slots are found by variable identity, the way Keras 3 optimizers find them
 themselves: `optimizer._get_variable_index(variable)` indexes every per-variable
@@ -52,7 +54,7 @@ def slots(optimizer, variable):
     is read at `variable`'s index; an entry counts when it is an optimizer
     variable of `variable`'s shape (Adafactor's factored row and column
     statistics are not per entry). The moving average of `use_ema` is not
-    state of the update.
+    state of the update: see `follow_averages`.
     """
     result = []
     for current in _optimizers(optimizer):
@@ -70,6 +72,26 @@ def slots(optimizer, variable):
     return result
 
 
+def averages(optimizer, variable):
+    """The moving averages (`use_ema=True`) an optimizer keeps of `variable`."""
+    result = []
+    for current in _optimizers(optimizer):
+        if not getattr(current, "use_ema", False):
+            continue
+        index = _index(current, variable)
+        averages_list = getattr(current, "_model_variables_moving_average", None)
+        if index is None or averages_list is None or index >= len(averages_list):
+            continue
+        if _own({id(v) for v in current.variables}, averages_list[index], variable):
+            result.append(averages_list[index])
+    return result
+
+
+def has_averages(optimizer):
+    """True if `optimizer`, or one it wraps, keeps moving averages of the weights."""
+    return any(getattr(current, "use_ema", False) for current in _optimizers(optimizer))
+
+
 def reset(optimizer, variable, changed):
     """Zeroes the optimizer state of `variable`'s entries under `changed`.
 
@@ -81,3 +103,17 @@ def reset(optimizer, variable, changed):
         slot.assign(ops.where(changed, ops.zeros_like(slot.value), slot.value))
     return len(touched)
 
+
+def follow_averages(optimizer, variable, changed):
+    """Sets the moving averages of `variable`'s entries under `changed` to their new values.
+
+    The average then holds what a rule wrote (a pruned zero stays zero while
+    the weight is held at zero), and `fit`'s final overwrite keeps it.
+
+    Returns:
+        The number of optimizer variables written.
+    """
+    touched = averages(optimizer, variable)
+    for average in touched:
+        average.assign(ops.where(changed, ops.cast(variable.value, average.dtype), average.value))
+    return len(touched)
