@@ -82,6 +82,12 @@ class PlasticityCallback(keras.callbacks.Callback):
     `on_epoch_end`, so they see the weights from before that epoch's
     application.
 
+    In a custom training loop (a `tf.GradientTape` loop, a JAX or PyTorch
+    loop) call `set_model(model)` once, then `apply(step)` wherever an
+    application belongs: it applies whatever `frequency` says, which only
+    drives `fit`. With `reset_optimizer=True` the state reset is that of
+    `model.optimizer`: set it to the optimizer the loop steps.
+
     Args:
         rules: A `Rule` or a list of them, applied in order.
         layers: None for the whole model, or a list of layer indices (as in
@@ -117,6 +123,17 @@ class PlasticityCallback(keras.callbacks.Callback):
     >>> callback.get_config()["seed"]
     0
     >>> # model.fit(x, y, epochs=5, callbacks=[callback])
+
+    In a custom training loop:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> prune_all = PlasticityCallback(Rule(selectors.random_fraction(), mutators.zero()), seed=0)
+    >>> prune_all.set_model(model)
+    >>> for step in range(3):
+    ...     pass  # gradients, then optimizer.apply(grads, model.trainable_variables)
+    ...     result = prune_all.apply(step)
+    >>> result["sparsity"]
+    1.0
     """
 
     default_name = "plasticity"
@@ -156,7 +173,9 @@ class PlasticityCallback(keras.callbacks.Callback):
                 stacklevel=self._warn_stacklevel,
             )
         self._targets = None
+        self._targets_model = None  # the model `_targets`, `_positions` and `_bound` belong to
         self._positions = None
+        self._warned_no_target = False
         self._bound = {}
         self._resuming = False
         self._last_iteration = 0
@@ -173,9 +192,36 @@ class PlasticityCallback(keras.callbacks.Callback):
         """The variables this callback writes, resolved against `self.model`.
 
         Raises:
+            RuntimeError: if no model was set (`set_model`).
             ValueError: if an entry of `layers` names no layer of the model.
         """
-        return targets.variables(self.model, self.layers, self.weights, self.biases)
+        return targets.variables(self._checked_model(), self.layers, self.weights, self.biases)
+
+    def _checked_model(self):
+        model = self.model  # On JAX this syncs the trainer's state into the variables.
+        if model is None:
+            raise RuntimeError(
+                f"{type(self).__name__} has no model: call `callback.set_model(model)` before "
+                "`callback.apply(step)` (`fit` sets it for you)."
+            )
+        return model
+
+    def _resolved(self):
+        """The targeted variables of the current model, cached per model.
+
+        A model that is not built yet (a `Sequential` without `keras.Input`,
+        a subclassed model) has no weights before its first batch: an empty
+        result is not kept, so the next application looks again.
+        """
+        model = self._checked_model()
+        if self._targets is not None and self._targets_model is model:
+            return self._targets
+        found = self.targeted_variables()
+        self._targets_model = model
+        self._targets = found or None
+        self._positions = targets.positions(model)
+        self._bound = {}
+        return found
 
     def variable_seed(self, variable, step):
         """The seed of `variable`'s draws at `step`, as `write.apply_rules` takes it.
@@ -213,23 +259,31 @@ class PlasticityCallback(keras.callbacks.Callback):
             fit_checks.warn_loggers_before(
                 self, callbacks, [f"{self.name}_{key}" for key in ("changed", "fraction", "sparsity")]
             )
-        self._targets = self.targeted_variables()
-        self._positions = targets.positions(self.model)
-        self._bound = {}
+        self._targets = None  # resolved again: layers may have been added since the last fit
+        self._warned_no_target = False
+        self._resolved()
         self._resuming = self.persistent
         self._epoch_changed = 0
         self._epoch_fractions = []
         if self.frequency != "epoch":
             self._last_iteration = self._iterations()
-        if not self._targets:
+
+    def _warn_no_target(self, model):
+        if not self._warned_no_target:
+            self._warned_no_target = True
             warnings.warn(
-                f"{type(self).__name__} targets no variable of model '{self.model.name}' "
+                f"{type(self).__name__} targets no variable of model '{model.name}' "
                 f"(layers={None if self.layers is None else list(self.layers)}, "
                 f"weights={self.weights}, biases={self.biases}): it will change nothing.",
-                stacklevel=2,
+                stacklevel=3,
             )
 
     def on_train_end(self, logs=None):
+        if self.persistent and optimizer_state.has_averages(getattr(self.model, "optimizer", None)):
+            # `fit` has just copied the optimizer's moving averages over the
+            # weights; they were updated before the hold ran at each step.
+            for variable in self._resolved():
+                persistence.hold_again(variable)
         # Buffers kept for the next application's writes are not needed now.
         host.release()
 
@@ -247,12 +301,23 @@ class PlasticityCallback(keras.callbacks.Callback):
             entries whose value changed, that count over all targeted
             entries, and the fraction of targeted entries exactly zero.
         """
-        model = self.model  # On JAX this syncs the trainer's state into the variables.
-        variables = self._targets if self._targets is not None else self.targeted_variables()
+        variables = self._resolved()
+        model = self._targets_model
+        if not variables:
+            self._warn_no_target(model)
         rule_amounts = write.amounts(self.rules, step)
+        if self.reset_optimizer and any(rule_amounts) and getattr(model, "optimizer", None) is None:
+            raise ValueError(
+                f"{type(self).__name__}(reset_optimizer=True) has no optimizer state to reset: model "
+                f"'{model.name}' has no optimizer. Compile the model, or set `model.optimizer` to the "
+                "optimizer your training loop steps."
+            )
         changed = 0
         counted = {}  # zeros the writer counted on the way, by id(variable)
         if any(rule_amounts):
+            # An optimizer's moving average (`use_ema=True`) replaces the
+            # weights at the end of `fit`: it gets the same write.
+            follow = self.reset_optimizer or optimizer_state.has_averages(getattr(model, "optimizer", None))
             changed = write.write_model(
                 variables,
                 self.rules_for,
@@ -260,7 +325,7 @@ class PlasticityCallback(keras.callbacks.Callback):
                 lambda variable: self.variable_seed(variable, step),
                 seeds.derive(self.seed, step),
                 rule_amounts,
-                changed=self._reset_optimizer_state if self.reset_optimizer else None,
+                changed=self._after_write if follow else None,
                 zeros=counted,
             )
             if self.persistent:
@@ -281,6 +346,11 @@ class PlasticityCallback(keras.callbacks.Callback):
 
     def _reset_optimizer_state(self, variable, changed):
         optimizer_state.reset(getattr(self.model, "optimizer", None), variable, changed)
+
+    def _after_write(self, variable, changed):
+        if self.reset_optimizer:
+            self._reset_optimizer_state(variable, changed)
+        optimizer_state.follow_averages(getattr(self.model, "optimizer", None), variable, changed)
 
     def _hold(self, variables):
         attached = False
@@ -305,14 +375,14 @@ class PlasticityCallback(keras.callbacks.Callback):
             # training the zeros of the restored weights are the held ones.
             self._resuming = False
             if self._iterations() > 0:
-                self._hold(self._targets)
+                self._hold(self._resolved())
 
     def on_epoch_end(self, epoch, logs=None):
         if self.frequency == "epoch":
             self._log(logs, self.apply(epoch))
         else:
             fractions = self._epoch_fractions
-            zeros, size = _zeros_and_size(self._targets or ())
+            zeros, size = _zeros_and_size(self._resolved())
             self._log(logs, {
                 "changed": self._epoch_changed,
                 "fraction": sum(fractions) / len(fractions) if fractions else 0.0,

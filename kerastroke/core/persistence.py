@@ -73,6 +73,34 @@ def hold_zeros(variable):
     return True
 
 
+def own_constraint(variable):
+    """The constraint `variable` has of its own: the one a `HoldZeros` wraps, else its constraint.
+
+    A writer applies it to the values it writes; the `HoldZeros` mask is
+    renewed from the written weights afterwards, so it must not see them.
+    """
+    constraint = variable.constraint
+    return constraint.inner if isinstance(constraint, HoldZeros) else constraint
+
+
+def hold_again(variable):
+    """Applies `variable`'s `HoldZeros` to its value now, outside an optimizer step.
+
+    For weights written over by something other than an optimizer step:
+    `fit` ends by copying an optimizer's moving averages (`use_ema=True`)
+    over the weights, and those averages were updated before the constraint
+    held the zeros at each step.
+
+    Returns:
+        True if the variable has a `HoldZeros` (and was written), else False.
+    """
+    constraint = variable.constraint
+    if not isinstance(constraint, HoldZeros):
+        return False
+    variable.assign(constraint(variable.value))
+    return True
+
+
 def release(variable):
     """Removes a `HoldZeros` constraint, restoring the one it wrapped."""
     constraint = variable.constraint

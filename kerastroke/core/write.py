@@ -7,11 +7,13 @@ only once every rule has succeeded, so a variable is never left half-written.
 """
 
 import math
+import numbers
 
+import keras
 import numpy as np
 from keras import ops
 
-from kerastroke.core import arrays, host, kernels, seeds
+from kerastroke.core import arrays, host, kernels, persistence, seeds
 from kerastroke.strategies import selectors
 
 
@@ -27,22 +29,42 @@ def _reraise_with_context(exc, message):
     raise RuntimeError(f"{message}: {exc}") from exc
 
 
+def _real(value):
+    """`value` as a Python float if it is a real number (a Python or NumPy
+    float or int, or a 0-d float or int tensor), else None: bools and strings
+    are not amounts, though `float()` takes them."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    dtype, shape = getattr(value, "dtype", None), getattr(value, "shape", None)
+    if dtype is None or shape is None or tuple(shape) != ():
+        return None
+    dtype = keras.backend.standardize_dtype(dtype)
+    if "float" not in dtype and "int" not in dtype:
+        return None
+    return float(ops.convert_to_numpy(value))
+
+
 def amounts(rules, step):
-    """Each rule's amount at `step`, checked to be a float in [0, 1]."""
+    """Each rule's amount at `step`, checked to be a float or int in [0, 1]."""
     result = []
     for index, rule in enumerate(rules):
         try:
-            amount = rule.schedule(step)
+            returned = rule.schedule(step)
         except Exception as exc:
             _reraise_with_context(exc, _describe(index, rule, "schedule", ""))
-        try:
-            amount = float(amount)
-        except (TypeError, ValueError):
-            amount = math.nan
+        amount = _real(returned)
+        if amount is None:
+            raise TypeError(
+                f"kerastroke: rule {index}'s schedule {rule.schedule!r} returned "
+                f"{returned!r} ({type(returned).__name__}) at step {step}; an amount must be "
+                "a float or int in [0, 1]."
+            )
         if not 0.0 <= amount <= 1.0:
             raise ValueError(
                 f"kerastroke: rule {index}'s schedule {rule.schedule!r} returned "
-                f"{amount!r} at step {step}; an amount must be a float in [0, 1]."
+                f"{returned!r} at step {step}; an amount must be a float in [0, 1]."
             )
         result.append(amount)
     return result
@@ -50,7 +72,15 @@ def amounts(rules, step):
 
 def _checked(result, shape, dtype, index, rule, piece, where, on_host=False):
     """`result` as a tensor (a NumPy array if `on_host`), checked for shape and dtype."""
-    result = np.asarray(result) if on_host else arrays.tensor(result)
+    if result is None:
+        raise TypeError(
+            f"{_describe(index, rule, piece, where)}: it returned None instead of "
+            f"{'a bool mask' if piece == 'selector' else 'new values'} of shape {shape}."
+        )
+    try:
+        result = np.asarray(result) if on_host else arrays.tensor(result)
+    except Exception as exc:
+        _reraise_with_context(exc, f"{_describe(index, rule, piece, where)}: its result is not an array")
     problems = []
     if arrays.shape(result) != shape:
         problems.append(f"shape {arrays.shape(result)} instead of {shape}")
@@ -69,6 +99,16 @@ def _select(rule, index, current, amount, seed, where):
     return _checked(mask, arrays.shape(current), "bool", index, rule, "selector", where)
 
 
+def _refuse_non_finite(bad, index, rule, where):
+    """Raises if `bad` (entries a mutator made NaN or infinite) has any."""
+    count = arrays.count(bad) if not isinstance(bad, np.ndarray) else int(np.count_nonzero(bad))
+    if count:
+        raise ValueError(
+            f"{_describe(index, rule, 'mutator', where)}: it gave {count} selected entries a NaN or "
+            "infinite value; nothing was written. New values must be finite."
+        )
+
+
 def _rule_seed(seed, index):
     return seeds.derive(seed, "rule", index)
 
@@ -83,6 +123,13 @@ def _step(rule, index, current, amount, seed, where, mask=None):
     except Exception as exc:
         _reraise_with_context(exc, _describe(index, rule, "mutator", where))
     new = _checked(new, arrays.shape(current), arrays.dtype_name(current), index, rule, "mutator", where)
+    # Only values that become non-finite at selected entries: weights that
+    # were NaN or inf already (selected or not) are the model's own. A
+    # finite sum settles the usual case in one pass (torch's CPU `isfinite`
+    # costs 3x a sum); NaN, inf or an overflowing sum take the exact check.
+    if not np.isfinite(ops.convert_to_numpy(ops.sum(new))):
+        introduced = ops.logical_and(ops.logical_not(ops.isfinite(new)), ops.isfinite(current))
+        _refuse_non_finite(ops.logical_and(mask, introduced), index, rule, where)
     if getattr(rule.mutator, "keeps_unselected", False):
         # Built-in mutators already leave unselected entries bit-identical
         # (property-tested); merging again would cost a full pass.
@@ -106,6 +153,30 @@ def _differs(new, original, xp=ops):
     both_zero = ops.logical_and(arrays.is_zero(new), arrays.is_zero(original))
     same = ops.logical_or(same_bits, ops.logical_or(both_nan, both_zero))
     return ops.logical_not(same)
+
+
+def _constrained(variable, new):
+    """`new` through the variable's own constraint (`kernel_constraint=...`), as
+    Keras applies it after every optimizer step: written values obey it too.
+
+    The whole tensor goes through it, as in Keras (a norm constraint rescales
+    every entry of a column), and only for variables that have one.
+    """
+    constraint = persistence.own_constraint(variable)
+    if constraint is None:
+        return new
+    try:
+        result = arrays.tensor(constraint(new))
+    except Exception as exc:
+        _reraise_with_context(
+            exc, f"kerastroke: the constraint {constraint!r} of variable '{variable.path}' failed on the new values"
+        )
+    if arrays.shape(result) != arrays.shape(new):
+        raise ValueError(
+            f"kerastroke: the constraint {constraint!r} of variable '{variable.path}' returned shape "
+            f"{arrays.shape(result)} instead of {arrays.shape(new)}; nothing was written."
+        )
+    return ops.cast(result, arrays.dtype_name(new))
 
 
 def _run(current, rules, rule_amounts, seed, where):
@@ -268,7 +339,9 @@ def _write_drawn(variable, rule, index, amount, seed):
     new = host.copy(original)
     del original
     flat_new = new.reshape(-1)
-    changed = int(np.count_nonzero(_differs(values, flat_new[flat], xp=np)))
+    old = flat_new[flat]
+    _refuse_non_finite(np.logical_and(~np.isfinite(values), np.isfinite(old)), index, rule, variable.path)
+    changed = int(np.count_nonzero(_differs(values, old, xp=np)))
     if changed:
         flat_new[flat] = values
         variable.assign(host.lend(new))
@@ -320,6 +393,7 @@ def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=
         and len(active) == 1
         and rules[active[0]].scope == "tensor"
         and all(hasattr(rules_of(v)[active[0]].mutator, "values_at") for v in variables)
+        and all(persistence.own_constraint(v) is None for v in variables)
     ):
         # One rule whose new values do not depend on the old ones: draw,
         # compare and scatter only the selected entries.
@@ -340,6 +414,8 @@ def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=
             # One read: every later use shares this tensor instead of re-reading the variable.
             original = arrays.tensor(variable.value)
             new = _run(original, rules_of(variable), rule_amounts, seed_of(variable), variable.path)
+            if new is not original:
+                new = _constrained(variable, new)
             finish(variable, original, new)
         return total
     originals = [arrays.tensor(variable.value) for variable in variables]
@@ -354,6 +430,11 @@ def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=
             _step(rules_of(v)[index], index, current, amount, seed_of(v), v.path, mask)
             for v, current, mask in zip(variables, currents, masks)
         ]
+    # Constraints too run before the first assignment: a failing one writes nothing.
+    currents = [
+        new if new is original else _constrained(variable, new)
+        for variable, original, new in zip(variables, originals, currents)
+    ]
     for variable, original, new in zip(variables, originals, currents):
         finish(variable, original, new)
     return total
