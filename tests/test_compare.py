@@ -317,3 +317,42 @@ def test_progress_rewrites_one_line_on_a_terminal_and_logs_lines_elsewhere():
     lines = log.getvalue().splitlines()
     assert lines[0].startswith("[1/8] stroke, seed 3") and lines[-1].startswith("done in")
     assert "\r" not in log.getvalue() and "epoch" not in log.getvalue()
+
+
+def test_out_that_is_a_file_is_refused_before_training(tmp_path, capfd):
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    status = main(["compare", "--dataset", "wine", "--out", str(taken)])
+    lines = capfd.readouterr().err.splitlines()
+    assert status == 2 and lines == [f"kerastroke compare: error: --out {taken} exists and is not a directory"]
+    assert taken.read_text() == "mine"
+
+
+def test_a_failed_write_leaves_no_half_written_folder(tmp_path, monkeypatch):
+    from kerastroke.compare import cli, experiment, plots
+
+    run = experiment.Run(
+        technique="baseline", seed=0, val_accuracy=[0.5], val_loss=[1.0], changed_fraction=None,
+        sparsity=0.0, seconds=0.1, kernel_values=np.zeros(4, "float32"),
+    )
+    comparison = experiment.Comparison(
+        dataset={"name": "fake", "source": "a test", "train_samples": 4, "val_samples": 2,
+                 "features": 2, "classes": 2},
+        settings=Settings(epochs=1), seeds=[0], techniques=["baseline"], runs=[run],
+    )
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(plots, "write_plots", full_disk)
+    out = tmp_path / "new" / "out"
+    with pytest.raises(OSError, match="No space left"):
+        cli._write_outputs(comparison, str(out))
+    # results.json, written first, was removed with both folders the call had made.
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    with pytest.raises(OSError):
+        cli._write_outputs(comparison, str(kept))
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]

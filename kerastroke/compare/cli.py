@@ -166,13 +166,17 @@ def _check_out(path):
 def _write_outputs(comparison, out):
     """Writes results.json, the plots and report.md into `out`; returns the plots' names.
 
-    If any write fails, the files written so far (and `out`, if this call
-    created it) are removed before the error propagates: a failed run leaves
-    no half-written folder.
+    If any write fails, the files written so far (and the folders this call
+    created) are removed before the error propagates: a failed run leaves no
+    half-written folder.
     """
     from kerastroke.compare import plots, report
 
-    created = not os.path.isdir(out)
+    created = []  # the folders makedirs will create, deepest first
+    level = os.path.abspath(out)
+    while not os.path.exists(level):
+        created.append(level)
+        level = os.path.dirname(level)
     written = []
     try:
         os.makedirs(out, exist_ok=True)
@@ -190,8 +194,9 @@ def _write_outputs(comparison, out):
         for path in written:
             if os.path.exists(path):
                 os.remove(path)
-        if created and os.path.isdir(out) and not os.listdir(out):
-            os.rmdir(out)
+        for folder in created:
+            if os.path.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)
         raise
     return drawn
 

@@ -19,7 +19,6 @@ import keras
 import numpy as np
 
 import kerastroke
-
 from kerastroke.compare.options import BASELINE, DEFAULT_TECHNIQUES, TECHNIQUES, Settings
 
 __all__ = [
@@ -30,7 +29,9 @@ __all__ = [
     "Run",
     "Settings",
     "Trainer",
+    "batches",
     "build_model",
+    "compile_options",
     "initial_weights",
     "run_comparison",
 ]
