@@ -1,6 +1,12 @@
 """A rule composed from the pieces, changing a small model's weights during fit.
 
-Run with `make demo`.
+Run it from the repository root, after `make install` (or `make demo`, which
+installs too, then runs `kerastroke compare` instead):
+
+    .venv/bin/python examples/quickstart.py
+
+It runs on every Keras backend: prefix `KERAS_BACKEND=jax` or
+`KERAS_BACKEND=torch` to choose one (TensorFlow by default).
 """
 
 import numpy as np
@@ -24,7 +30,6 @@ rewire = Rule(
     mutator=mutators.uniform(-0.1, 0.1),
     schedule=schedules.cutoff(schedules.decay(0.25, 0.5), 4),
 )
-before = [v.numpy().copy() for v in model.trainable_variables]
 history = model.fit(
     x, y, epochs=6, batch_size=64, verbose=2,
     callbacks=[PlasticityCallback([rewire], seed=0, verbose=1, name="rewire")],

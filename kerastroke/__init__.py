@@ -4,25 +4,34 @@ Selectors choose entries, mutators give them new values, schedules say how
 much at each step; a `Rule` joins one of each and a `PlasticityCallback`
 applies rules to a model's weights during `fit`. `Stroke`, `Pruning` and
 `NeuroPlast` are ready-made rule sets with the parameters of kerastroke 2.x.
+
+The public names load on first use (PEP 562), so that `import kerastroke`
+alone, and the `kerastroke` command's `--help`, do not import Keras and its
+backend.
 """
 
-import keras
-
-from kerastroke import schedules
-from kerastroke.core.callback import PlasticityCallback
-from kerastroke.core.persistence import strip
-from kerastroke.core.serialization import register_piece
-from kerastroke.core.sparsity import sparsity
-from kerastroke.core.types import Rule
-from kerastroke.strategies import mutators, selectors
-from kerastroke.strategies.presets import NeuroPlast, Pruning, Stroke
-from kerastroke.strategies.research import SET, MagnitudePruning, ShrinkPerturb
+import importlib
 
 __version__ = "3.0.0.dev0"
 
-# `keras.saving.deserialize_keras_object` finds the callbacks by these names
-# ("kerastroke>Stroke", ...); the presets register where they are defined.
-keras.saving.register_keras_serializable(package="kerastroke")(PlasticityCallback)
+# Where each public name lives; a module path alone means the name is that module.
+_HOMES = {
+    "SET": "kerastroke.strategies.research",
+    "MagnitudePruning": "kerastroke.strategies.research",
+    "NeuroPlast": "kerastroke.strategies.presets",
+    "PlasticityCallback": "kerastroke.core.callback",
+    "Pruning": "kerastroke.strategies.presets",
+    "Rule": "kerastroke.core.types",
+    "ShrinkPerturb": "kerastroke.strategies.research",
+    "Stroke": "kerastroke.strategies.presets",
+    "mutators": "kerastroke.strategies.mutators",
+    "register_piece": "kerastroke.core.serialization",
+    "schedules": "kerastroke.schedules",
+    "selectors": "kerastroke.strategies.selectors",
+    "sparsity": "kerastroke.core.sparsity",
+    "strip": "kerastroke.core.persistence",
+}
+_MODULES = {"mutators", "schedules", "selectors"}
 
 __all__ = [
     "SET",
@@ -40,3 +49,18 @@ __all__ = [
     "sparsity",
     "strip",
 ]
+
+
+def __getattr__(name):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'kerastroke' has no attribute {name!r}")
+    # The first public name loads them all: every callback class is then
+    # registered with Keras's serialization, whichever name was asked for.
+    for public, home in _HOMES.items():
+        module = importlib.import_module(home)
+        globals()[public] = module if public in _MODULES else getattr(module, public)
+    return globals()[name]
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,8 +1,11 @@
-"""`kerastroke compare`: the baseline against Stroke, Pruning and NeuroPlast, over seeds.
+"""`kerastroke compare`: the baseline against the plasticity presets, over seeds.
 
 Run it as `kerastroke compare` or `python -m kerastroke compare`; from Python,
 `run_comparison(load_bundled("digits"))` returns the runs and
 `report.results(...)` their JSON-ready summary.
+
+The names below load on first use, so that the command line can parse its
+arguments and print `--help` without importing Keras.
 
 Example:
 >>> from kerastroke.compare import Settings, load_bundled, run_comparison
@@ -12,16 +15,30 @@ Example:
 2
 """
 
-from kerastroke.compare.data import DataError, Dataset, load_bundled, load_npz
-from kerastroke.compare.experiment import Comparison, Run, Settings, run_comparison
+import importlib
 
-__all__ = [
-    "Comparison",
-    "DataError",
-    "Dataset",
-    "Run",
-    "Settings",
-    "load_bundled",
-    "load_npz",
-    "run_comparison",
-]
+_HOMES = {
+    "Comparison": "kerastroke.compare.experiment",
+    "DataError": "kerastroke.compare.data",
+    "Dataset": "kerastroke.compare.data",
+    "Run": "kerastroke.compare.experiment",
+    "Settings": "kerastroke.compare.options",
+    "TECHNIQUES": "kerastroke.compare.options",
+    "load_bundled": "kerastroke.compare.data",
+    "load_npz": "kerastroke.compare.data",
+    "run_comparison": "kerastroke.compare.experiment",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'kerastroke.compare' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_HOMES))

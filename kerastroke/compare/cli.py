@@ -2,7 +2,11 @@
 
 Exit status: 0 on success; 2 for bad input (a usage error, or a dataset file
 that is missing, malformed or mismatched), reported as one line on stderr
-with no traceback, before any training starts.
+with no traceback, before any training starts and before anything is written.
+
+Parsing, `--help` and the checks of the input import neither Keras nor a
+backend: those load only once a command runs, after the environment that
+quiets TensorFlow's start-up logging is set.
 """
 
 import argparse
@@ -10,23 +14,36 @@ import json
 import os
 import sys
 
-import keras
-
-from kerastroke.compare import data, experiment, plots, report
+from kerastroke.compare import data, logs, options
 from kerastroke.compare.progress import Progress
 
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 DEFAULT_OUT = "kerastroke-compare"
 
-_EPILOG = """\
+
+def _techniques_help():
+    width = max(map(len, options.TECHNIQUES))
+    lines = []
+    for name, technique in options.TECHNIQUES.items():
+        lines.append(f"  {name:<{width}}  {technique.call}")
+        lines.append(f"  {'':<{width}}  {technique.about}")
+    return "\n".join(lines)
+
+
+_EPILOG = f"""\
+techniques (NAME, the preset as built with the run's seed, what it does):
+{_techniques_help()}
+
 examples:
   kerastroke compare
-  kerastroke compare --techniques pruning neuroplast --epochs 30 --seeds 0 1 2 3 4
+  kerastroke compare --techniques all
+  kerastroke compare --techniques pruning set --epochs 30 --seeds 0 1 2 3 4
   kerastroke compare --dataset wine --out wine-results
   kerastroke compare --data mine.npz   # arrays x_train, y_train, x_val, y_val
 
 The table goes to stdout, progress to stderr; DIR receives results.json,
-report.md, val_accuracy.png and weight_distribution.png.
+report.md, val_accuracy.png and weight_distribution.png. The backend is
+Keras's: set KERAS_BACKEND to tensorflow, jax or torch.
 """
 
 
@@ -48,8 +65,11 @@ def _positive_int(text):
 
 def _seeds(text):
     # "0 1 2" and "0,1,2" both work: each token may hold a comma-separated list.
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected seeds (integers >= 0), got {text!r}")
     seeds = []
-    for part in filter(None, text.split(",")):
+    for part in parts:
         try:
             seed = int(part)
         except ValueError:
@@ -61,26 +81,26 @@ def _seeds(text):
 
 
 def _techniques(text):
-    names = [part.strip().lower() for part in text.split(",") if part.strip()]
-    for name in names:
-        if name != experiment.BASELINE and name not in experiment.TECHNIQUES:
-            raise argparse.ArgumentTypeError(
-                f"unknown technique {name!r}; choose from {', '.join(experiment.TECHNIQUES)}"
-            )
+    try:
+        names = options.technique_names(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not names and text.strip().lower() != options.BASELINE:
+        raise argparse.ArgumentTypeError(f"expected technique names, got {text!r}")
     return names
 
 
 def build_parser():
-    """The argument parser of the `kerastroke` command."""
+    """The argument parser of the `kerastroke` command; builds without importing Keras."""
     parser = _Parser(prog="kerastroke", description="kerastroke: training-time plasticity for Keras 3.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     compare = commands.add_parser(
         "compare",
-        help="train a small model without and with Stroke, Pruning and NeuroPlast, over seeds",
+        help="train a small model without and with plasticity presets, over seeds",
         description=(
             "Trains the same small model (one hidden layer of 64 ReLU units), from the same "
-            "initial weights per seed, once without any callback (the baseline) and once with "
-            "each technique at its default settings, for every seed. Reports final validation "
+            "initial weights and batch order per seed, once without any callback (the "
+            "baseline) and once with each technique, for every seed. Reports final validation "
             "accuracy and loss (mean ± std over seeds), the fraction of exactly-zero weights "
             "and the time per run, and says which differences from the baseline are larger "
             "than the seed-to-seed spread."
@@ -90,10 +110,11 @@ def build_parser():
     )
     compare.add_argument(
         "--techniques", nargs="+", type=_techniques, metavar="NAME",
-        help=f"techniques to compare with the baseline (default: all: {' '.join(experiment.TECHNIQUES)})",
+        help="techniques to compare with the baseline, or 'all' "
+        f"(default: {' '.join(options.DEFAULT_TECHNIQUES)}; all: {' '.join(options.TECHNIQUES)})",
     )
     compare.add_argument(
-        "--epochs", type=_positive_int, default=experiment.Settings.epochs,
+        "--epochs", type=_positive_int, default=options.Settings.epochs,
         help="epochs per run (default: %(default)s)",
     )
     compare.add_argument(
@@ -123,26 +144,68 @@ def _fail(message):
     return 2
 
 
-def _unique(items):
-    return list(dict.fromkeys(items))
-
-
-def _prepare_out(path):
-    """Creates the output directory; returns an error message or None."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        return f"--out {path} exists and is not a directory"
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as error:
-        return f"cannot create --out directory {path}: {error.strerror or error}"
-    if not os.access(path, os.W_OK):
-        return f"--out directory {path} is not writable"
+def _check_out(path):
+    """Checks that the output directory can be made, without making it; an error or None."""
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            return f"--out {path} exists and is not a directory"
+        if not os.access(path, os.W_OK | os.X_OK):
+            return f"--out directory {path} is not writable"
+        return None
+    # The nearest existing ancestor must let us create the missing levels.
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"cannot create --out directory {path}: {parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create --out directory {path}: {parent} is not writable"
     return None
+
+
+def _write_outputs(comparison, out):
+    """Writes results.json, the plots and report.md into `out`; returns the plots' names.
+
+    If any write fails, the files written so far (and the folders this call
+    created) are removed before the error propagates: a failed run leaves no
+    half-written folder.
+    """
+    from kerastroke.compare import plots, report
+
+    created = []  # the folders makedirs will create, deepest first
+    level = os.path.abspath(out)
+    while not os.path.exists(level):
+        created.append(level)
+        level = os.path.dirname(level)
+    written = []
+    try:
+        os.makedirs(out, exist_ok=True)
+        results = os.path.join(out, "results.json")
+        written.append(results)
+        with open(results, "w", encoding="utf-8") as file:
+            json.dump(report.results(comparison), file, indent=2, allow_nan=False)
+            file.write("\n")
+        written += [os.path.join(out, name) for name in (plots.ACCURACY_PNG, plots.WEIGHTS_PNG)]
+        drawn = plots.write_plots(comparison, out)
+        written.append(os.path.join(out, "report.md"))
+        with open(written[-1], "w", encoding="utf-8") as file:
+            file.write(report.markdown_report(comparison, drawn))
+    except BaseException:
+        for path in written:
+            if os.path.exists(path):
+                os.remove(path)
+        for folder in created:
+            if os.path.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)
+        raise
+    return drawn
 
 
 def _deterministic_ops():
     # CPU kernels are already deterministic here; on a GPU some TensorFlow kernels
     # are not unless asked. Process-wide, which is why only the command does it.
+    import keras
+
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
@@ -155,35 +218,32 @@ def run_compare(args):
     if len(set(seeds)) != len(seeds):
         return _fail(f"--seeds lists a seed twice: {' '.join(map(str, seeds))}")
     if args.techniques:
-        techniques = _unique(t for group in args.techniques for t in group if t != experiment.BASELINE)
+        techniques = list(dict.fromkeys(t for group in args.techniques for t in group))
     else:
-        techniques = list(experiment.TECHNIQUES)
+        techniques = list(options.DEFAULT_TECHNIQUES)
     try:
         dataset = data.load_npz(args.data) if args.data else data.load_bundled(args.dataset)
     except data.DataError as error:
         return _fail(str(error))
-    problem = _prepare_out(args.out)
+    problem = _check_out(args.out)
     if problem:
         return _fail(problem)
 
-    _deterministic_ops()
-    comparison = experiment.run_comparison(
-        dataset,
-        techniques,
-        seeds,
-        experiment.Settings(epochs=args.epochs),
-        progress=Progress(),
-    )
-    written = {
-        "results": os.path.join(args.out, "results.json"),
-        "report": os.path.join(args.out, "report.md"),
-    }
-    with open(written["results"], "w", encoding="utf-8") as file:
-        json.dump(report.results(comparison), file, indent=2, allow_nan=False)
-        file.write("\n")
-    drawn = plots.write_plots(comparison, args.out)
-    with open(written["report"], "w", encoding="utf-8") as file:
-        file.write(report.markdown_report(comparison, drawn))
+    progress = Progress()  # before the filter, which puts a pipe behind stderr
+    with logs.filtered_stderr():
+        # Everything the user gave is checked: only now load the framework.
+        from kerastroke.compare import experiment, report
+
+        logs.quiet_python_loggers(logs.min_level())
+        _deterministic_ops()
+        comparison = experiment.run_comparison(
+            dataset,
+            techniques,
+            seeds,
+            experiment.Settings(epochs=args.epochs),
+            progress=progress,
+        )
+        drawn = _write_outputs(comparison, args.out)
 
     summary = report.summarise(comparison)
     print(report.text_table(summary))
@@ -192,7 +252,8 @@ def run_compare(args):
         print("\n" + short)
     sys.stdout.flush()
     pngs = ", ".join(os.path.join(args.out, name) for name in drawn.values())
-    print(f"report: {written['report']}\nresults: {written['results']}\nplots: {pngs}", file=sys.stderr)
+    report_path, results_path = (os.path.join(args.out, n) for n in ("report.md", "results.json"))
+    print(f"report: {report_path}\nresults: {results_path}\nplots: {pngs}", file=sys.stderr)
     return 0
 
 
@@ -210,4 +271,5 @@ def main(argv=None):
         comparison as the shell command `kerastroke compare --epochs 5 --seeds 0 1`.
     """
     args = build_parser().parse_args(argv)
+    logs.quiet_environment()  # before any command imports TensorFlow
     return args.run(args)

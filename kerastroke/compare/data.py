@@ -10,6 +10,7 @@ raises `DataError` with a one-line message meant to be shown as it is.
 
 import dataclasses
 import os
+import zipfile
 
 import numpy as np
 
@@ -18,6 +19,9 @@ NPZ_KEYS = ("x_train", "y_train", "x_val", "y_val")
 VALIDATION_FRACTION = 0.2
 SPLIT_SEED = 0
 MAX_CLASSES = 10_000
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members; an empty zip
 
 
 class DataError(ValueError):
@@ -124,8 +128,10 @@ def load_npz(path):
     The file is read with `allow_pickle=False`: it can hold no code.
 
     Raises:
-        DataError: The file is missing, not an .npz archive, lacks a key, or
-            holds arrays of the wrong kind, dimensions or lengths.
+        DataError: The file is missing, not an .npz archive (a zip of .npy
+            files), lacks a key, holds arrays of the wrong kind, dimensions or
+            lengths, values beyond float32's range, or validation labels that
+            the training labels never have.
 
     Example:
     >>> import numpy as np, tempfile, os
@@ -140,15 +146,11 @@ def load_npz(path):
         raise DataError(f"{path}: no such file")
     if os.path.isdir(path):
         raise DataError(f"{path}: is a directory, not an .npz file")
+    _check_archive(path)
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as exc:  # numpy raises several types for a file it cannot parse
         raise DataError(f"{path}: not a readable .npz file ({_one_line(exc)})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(
-            f"{path}: holds a single array, not an .npz archive with {', '.join(NPZ_KEYS)} "
-            "(save one with numpy.savez)"
-        )
     with archive:
         missing = [key for key in NPZ_KEYS if key not in archive.files]
         if missing:
@@ -158,7 +160,15 @@ def load_npz(path):
         for key in NPZ_KEYS:
             try:
                 arrays[key] = archive[key]
-            except Exception as exc:  # object arrays, truncated members
+            except ValueError as exc:
+                if "pickle" not in str(exc):
+                    raise DataError(f"{path}: cannot read {key} ({_one_line(exc)})") from None
+                # numpy's advice to set allow_pickle would run code from the file: say what it is.
+                raise DataError(
+                    f"{path}: cannot read {key}: it holds Python objects (dtype object), "
+                    "not numbers; save numeric arrays"
+                ) from None
+            except Exception as exc:  # truncated or corrupt members
                 raise DataError(f"{path}: cannot read {key} ({_one_line(exc)})") from None
     for split in ("train", "val"):
         _check_features(path, f"x_{split}", arrays[f"x_{split}"])
@@ -172,6 +182,13 @@ def load_npz(path):
         raise DataError(
             f"{path}: x_train has {arrays['x_train'].shape[1]} features but x_val has "
             f"{arrays['x_val'].shape[1]}; they must match"
+        )
+    unseen = np.setdiff1d(arrays["y_val"], arrays["y_train"])
+    if unseen.size:
+        shown = ", ".join(str(int(label)) for label in unseen[:10]) + (", ..." if unseen.size > 10 else "")
+        raise DataError(
+            f"{path}: y_val has labels that y_train never has ({shown}); "
+            "a model cannot learn a class it never sees in training"
         )
     top = int(max(arrays["y_train"].max(), arrays["y_val"].max()))
     if top < 1:
@@ -191,6 +208,46 @@ def load_npz(path):
     )
 
 
+def _check_archive(path):
+    """Checks that `path` is a zip of .npy members before numpy reads it.
+
+    numpy's own errors for other files are misleading: a text file is refused
+    with advice about `allow_pickle`, and a zip member that is not a .npy
+    file comes back as raw bytes.
+    """
+    try:
+        with open(path, "rb") as file:
+            head = file.read(6)
+    except OSError as error:
+        raise DataError(f"{path}: cannot read it ({error.strerror or error})") from None
+    if head == _NPY_MAGIC:
+        raise DataError(
+            f"{path}: holds a single array, not an .npz archive with {', '.join(NPZ_KEYS)} "
+            "(save one with numpy.savez)"
+        )
+    if head[:4] not in _ZIP_MAGICS:
+        raise DataError(
+            f"{path}: not an .npz archive (numpy.savez writes a zip of .npy arrays; "
+            "this file is not a zip)"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                if not member.filename.endswith(".npy"):
+                    raise DataError(
+                        f"{path}: member {member.filename!r} is not a .npy array; an .npz "
+                        "holds only .npy files (save one with numpy.savez)"
+                    )
+                with archive.open(member) as stream:
+                    if stream.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+                        raise DataError(
+                            f"{path}: member {member.filename!r} is named .npy but is not a "
+                            ".npy array (save the file with numpy.savez)"
+                        )
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({_one_line(exc)})") from None
+
+
 def _check_features(path, key, x):
     if x.ndim != 2:
         raise DataError(
@@ -201,8 +258,16 @@ def _check_features(path, key, x):
         raise DataError(f"{path}: {key} must hold numbers but has dtype {x.dtype}")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise DataError(f"{path}: {key} is empty (shape {x.shape})")
-    if not np.isfinite(x.astype("float64")).all():
+    wide = x.astype("float64")
+    if not np.isfinite(wide).all():
         raise DataError(f"{path}: {key} contains NaN or infinite values")
+    largest = float(np.abs(wide).max())
+    if largest > FLOAT32_MAX:
+        # The model computes in float32: such values would become infinities.
+        raise DataError(
+            f"{path}: {key} holds values up to {largest:.3g}, beyond float32's range "
+            f"(±{FLOAT32_MAX:.3g}); scale the features down"
+        )
 
 
 def _check_labels(path, key, y):

@@ -1,12 +1,16 @@
 """The comparison itself: one small model, trained per seed without and with each preset.
 
-Within a seed every technique starts from the same initial weights (built
-once, then copied) and sees the same batches in the same order (the global
-seed is reset before every `fit`), so the runs of one seed differ only by the
-technique. Layers have fixed names, so a preset's draws, which depend on the
-variable paths, do not depend on how many models the process built before.
+Within a seed every technique starts from the same initial weights and sees
+the same batches in the same order, so the runs of one seed differ only by the
+technique. Both come from NumPy generators seeded with the run's seed, not
+from the backend's random numbers, so a seed means the same initial weights
+and batch order on TensorFlow, JAX and PyTorch; the presets' own draws are
+counter-based and the same on every backend too. Layers have fixed names, so a
+preset's draws, which depend on the variable paths, do not depend on how many
+models the process built before.
 """
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -14,28 +18,23 @@ import time
 import keras
 import numpy as np
 
-from kerastroke.strategies.presets import NeuroPlast, Pruning, Stroke
+import kerastroke
+from kerastroke.compare.options import BASELINE, DEFAULT_TECHNIQUES, TECHNIQUES, Settings
 
-BASELINE = "baseline"
-# Preset defaults (those of kerastroke 2.1.1): the comparison shows what a user gets out of the box.
-TECHNIQUES = {"stroke": Stroke, "pruning": Pruning, "neuroplast": NeuroPlast}
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """How the model is built and trained; the same for every technique.
-
-    Attributes:
-        epochs: Epochs per run.
-        hidden_units: Width of the one hidden ReLU layer.
-        batch_size: Samples per optimizer step.
-        learning_rate: Adam's learning rate.
-    """
-
-    epochs: int = 20
-    hidden_units: int = 64
-    batch_size: int = 32
-    learning_rate: float = 1e-3
+__all__ = [
+    "BASELINE",
+    "DEFAULT_TECHNIQUES",
+    "TECHNIQUES",
+    "Comparison",
+    "Run",
+    "Settings",
+    "Trainer",
+    "batches",
+    "build_model",
+    "compile_options",
+    "initial_weights",
+    "run_comparison",
+]
 
 
 @dataclasses.dataclass
@@ -142,7 +141,64 @@ def make_technique(technique, seed):
     """The preset callback for `technique`, seeded; None for the baseline."""
     if technique == BASELINE:
         return None
-    return TECHNIQUES[technique](seed=seed)
+    return TECHNIQUES[technique].build(seed)
+
+
+def initial_weights(features, classes, hidden_units, seed):
+    """The model's initial weights for `seed`, drawn with NumPy, in `get_weights` order.
+
+    The distributions are Keras's defaults for `Dense` (Glorot-uniform kernels,
+    zero biases), drawn from `numpy.random.default_rng(seed)` so that a seed
+    gives the same weights on every backend; each backend's own generator
+    would give different ones.
+
+    Example:
+    >>> [w.shape for w in initial_weights(4, 3, 8, seed=0)]
+    [(4, 8), (8,), (8, 3), (3,)]
+    """
+    rng = np.random.default_rng(seed)
+    weights = []
+    for fan_in, fan_out in ((features, hidden_units), (hidden_units, classes)):
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        weights.append(rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype("float32"))
+        weights.append(np.zeros(fan_out, "float32"))
+    return weights
+
+
+def batches(x, y, batch_size, seed, epochs):
+    """Yields `epochs` epochs of `(x, y)` batches, each epoch in its own random order.
+
+    The order of epoch `e` is `numpy.random.default_rng([seed, e])`'s
+    permutation: the same on every backend and for every technique of a seed
+    (Keras's own shuffling draws from each backend's generator). The last
+    batch of an epoch holds the remainder, as `fit` on arrays does.
+
+    Example:
+    >>> x, y = np.arange(5.0)[:, None], np.arange(5)
+    >>> [len(b) for b, _ in batches(x, y, batch_size=2, seed=0, epochs=2)]
+    [2, 2, 1, 2, 2, 1]
+    """
+    for epoch in range(epochs):
+        order = np.random.default_rng([seed, epoch]).permutation(len(x))
+        for start in range(0, len(x), batch_size):
+            chosen = order[start : start + batch_size]
+            yield x[chosen], y[chosen]
+
+
+def compile_options(steps_per_epoch):
+    """`compile` arguments that make a tiny model train fast on the current backend.
+
+    TensorFlow: a `tf.function` without XLA (XLA compiles longer than it
+    saves here), one call per epoch, since per-step Python overhead dominates
+    on tiny batches and the presets act at epoch ends only. JAX: `jit` is its
+    only compiled path (without it every step runs op by op), one call per
+    epoch. PyTorch: Keras allows one step per call, and `torch.compile` costs
+    more than it saves.
+    """
+    backend = keras.backend.backend()
+    if backend == "torch":
+        return {"jit_compile": False, "steps_per_execution": 1}
+    return {"jit_compile": backend == "jax", "steps_per_execution": steps_per_epoch}
 
 
 class Trainer:
@@ -162,26 +218,36 @@ class Trainer:
     def __init__(self, dataset, settings):
         self.dataset = dataset
         self.settings = settings
+        self.steps_per_epoch = math.ceil(len(dataset.x_train) / settings.batch_size)
         self.model = build_model(dataset.features, dataset.classes, settings.hidden_units)
         self.model.compile(
             optimizer=keras.optimizers.Adam(settings.learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            # XLA compilation costs more than it saves on a model this small.
-            jit_compile=False,
-            # One graph call per epoch: per-step Python overhead dominates on tiny
-            # batches, and the presets act at epoch ends only, so the numbers are the same.
-            steps_per_execution=math.ceil(len(dataset.x_train) / settings.batch_size),
+            **compile_options(self.steps_per_epoch),
         )
         optimizer = self.model.optimizer
         optimizer.build(self.model.trainable_variables)
         self._fresh_optimizer = [keras.ops.convert_to_numpy(v) for v in optimizer.variables]
-        # Unshuffled: the warm-up draws nothing from the global RNG.
-        self.model.fit(
-            dataset.x_train, dataset.y_train, epochs=1, batch_size=settings.batch_size,
-            shuffle=False, verbose=0,
+        self._fit(seed=0, epochs=1, callbacks=[])
+
+    def _fit(self, seed, epochs, callbacks):
+        # A generator, not arrays: the batch order is ours (see `batches`), not the backend's.
+        data = batches(
+            self.dataset.x_train, self.dataset.y_train, self.settings.batch_size, seed, epochs
         )
+        return self.model.fit(
+            data,
+            epochs=epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            shuffle=False,
+            callbacks=callbacks,
+            verbose=0,
+        ).history
 
     def _reset(self, initial_weights):
+        # A persistent preset (MagnitudePruning, SET) leaves its zero masks on the variables;
+        # the next run must not train under them.
+        kerastroke.strip(self.model)
         self.model.set_weights(initial_weights)
         for variable, value in zip(self.model.optimizer.variables, self._fresh_optimizer):
             variable.assign(value)
@@ -193,16 +259,7 @@ class Trainer:
         callback = make_technique(technique, seed)
         callbacks = [] if callback is None else [callback]
         callbacks.append(ValidationRecorder(self.dataset.x_val, self.dataset.y_val, on_epoch))
-        # Same seed before every fit: every technique of a seed sees the same batch order.
-        keras.utils.set_random_seed(seed)
-        history = self.model.fit(
-            self.dataset.x_train,
-            self.dataset.y_train,
-            epochs=self.settings.epochs,
-            batch_size=self.settings.batch_size,
-            callbacks=callbacks,
-            verbose=0,
-        ).history
+        history = self._fit(seed, self.settings.epochs, callbacks)
         values = np.concatenate(
             [keras.ops.convert_to_numpy(v).ravel() for v in kernels(self.model)]
         )
@@ -222,7 +279,7 @@ class Trainer:
 
 
 def run_comparison(
-    dataset, techniques=tuple(TECHNIQUES), seeds=(0, 1, 2), settings=Settings(), progress=None
+    dataset, techniques=DEFAULT_TECHNIQUES, seeds=(0, 1, 2), settings=Settings(), progress=None
 ):
     """Trains the baseline and each technique once per seed.
 
@@ -239,6 +296,9 @@ def run_comparison(
         A `Comparison`. The numbers (all but `seconds`) are the same for the
         same dataset, seeds and settings.
 
+    Raises:
+        ValueError: An unknown technique, or no seeds.
+
     Example:
     >>> from kerastroke.compare.data import load_bundled
     >>> result = run_comparison(load_bundled("wine"), ["pruning"], seeds=[0],
@@ -246,28 +306,27 @@ def run_comparison(
     >>> [run.technique for run in result.runs]
     ['baseline', 'pruning']
     """
-    techniques = [BASELINE] + [t for t in techniques if t != BASELINE]
+    techniques = [BASELINE] + [t for t in dict.fromkeys(techniques) if t != BASELINE]
     for technique in techniques:
         if technique != BASELINE and technique not in TECHNIQUES:
             raise ValueError(
                 f"Unknown technique {technique!r}; choose from {', '.join(TECHNIQUES)}."
             )
     seeds = [int(seed) for seed in seeds]
+    if not seeds:
+        raise ValueError(f"seeds must name at least one seed, got {seeds!r}.")
     total = len(seeds) * len(techniques)
     on_epoch = None if progress is None else (lambda epoch: progress.epoch_ended(epoch, settings.epochs))
 
-    trainer = Trainer(dataset, settings)
     runs = []
-    for seed in seeds:
-        # A fresh model per seed gives that seed's initial weights; every technique copies them.
-        keras.utils.set_random_seed(seed)
-        initial_weights = build_model(
-            dataset.features, dataset.classes, settings.hidden_units
-        ).get_weights()
-        for technique in techniques:
-            if progress is not None:
-                progress.run_started(len(runs), total, technique, seed)
-            runs.append(trainer.run(technique, seed, initial_weights, on_epoch))
+    with _one_torch_thread():
+        trainer = Trainer(dataset, settings)
+        for seed in seeds:
+            weights = initial_weights(dataset.features, dataset.classes, settings.hidden_units, seed)
+            for technique in techniques:
+                if progress is not None:
+                    progress.run_started(len(runs), total, technique, seed)
+                runs.append(trainer.run(technique, seed, weights, on_epoch))
     if progress is not None:
         progress.finished()
     return Comparison(
@@ -277,6 +336,23 @@ def run_comparison(
         techniques=techniques,
         runs=runs,
     )
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    # PyTorch's thread pool costs more than it saves on 32 x 64 matrices, and on a busy
+    # machine its threads wait on each other: one thread trained 20x faster on 2 shared cores.
+    if keras.backend.backend() != "torch":
+        yield
+        return
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _settings(callback):

@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from kerastroke.compare.experiment import BASELINE
+from kerastroke.compare.options import BASELINE
 
 ACCURACY_PNG = "val_accuracy.png"
 WEIGHTS_PNG = "weight_distribution.png"

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 import kerastroke
-from kerastroke.compare.experiment import BASELINE
+from kerastroke.compare.options import BASELINE, TECHNIQUES
 
 # Compared with the baseline, in this order, under these names.
 METRICS = {"val_accuracy": "validation accuracy", "val_loss": "validation loss"}
@@ -169,6 +169,8 @@ def markdown_report(comparison, plots):
         "",
         markdown_table(summary),
         "",
+        _backends_sentence(comparison.techniques),
+        "",
         "## Differences from the baseline",
         "",
         "A difference counts as larger than the seed-to-seed spread when the difference "
@@ -192,6 +194,20 @@ def markdown_report(comparison, plots):
         lines += ["", "## Plots", ""]
         lines += [f"![{title}]({name})" for title, name in plots.items()]
     return "\n".join(lines) + "\n"
+
+
+def _backends_sentence(techniques):
+    drawn = [t for t in techniques if t in TECHNIQUES and TECHNIQUES[t].backend_draws]
+    said = (
+        f"Backend: {keras.backend.backend()}. Initial weights and batch order come from NumPy, "
+        "so a seed gives the same numbers on TensorFlow, JAX and PyTorch up to float rounding"
+    )
+    if not drawn:
+        return said + "."
+    return (
+        f"{said}, except for {' and '.join(drawn)}: their new values come from the layer's "
+        "Keras initializer, which draws different numbers on each backend."
+    )
 
 
 def in_short(found):

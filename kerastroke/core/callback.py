@@ -52,6 +52,7 @@ def _name(name, default):
     return name
 
 
+@keras.saving.register_keras_serializable(package="kerastroke")
 class PlasticityCallback(keras.callbacks.Callback):
     """Applies plasticity rules to a model's weights during training.
 
