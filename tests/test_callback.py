@@ -349,6 +349,33 @@ def test_a_failing_rule_leaves_every_variable_untouched():
     assert all(models.same_bits(after[p], old) for p, old in recorder.before[0].items())
 
 
+def _fails_on_the_last_kernel(weights, mask, seed):
+    # The output kernel of `_linear_mlp`, the last of three, is the only one with 3 columns.
+    if tuple(weights.shape)[-1] == 3:
+        raise RuntimeError("mutator broke on the last kernel")
+    return mutators.constant(models.MARK)(weights, mask, seed)
+
+
+def test_a_rule_failing_on_a_later_variable_changes_nothing_in_the_model():
+    # Variables before the failing one are not written either, nor their
+    # optimizer moments reset, nor their zeros held.
+    model = _linear_mlp()
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    models.fit(model, [])  # Adam's moments are non-zero now
+    callback = PlasticityCallback(
+        [Rule(selectors.random_fraction(), _fails_on_the_last_kernel)],
+        seed=0, persistent=True, reset_optimizer=True,
+    )
+    callback.set_model(model)
+    before = models.snapshot(model)
+    constraints = [v.constraint for v in model.weights]
+    with pytest.raises(RuntimeError, match="broke on the last kernel"):
+        callback.apply(0)
+    after = models.snapshot(model)
+    assert all(models.same_bits(after[p], old) for p, old in before.items())
+    assert [v.constraint for v in model.weights] == constraints
+
+
 def test_an_amount_outside_0_1_fails_before_any_write():
     model = _linear_mlp()
     recorder = models.Recorder()

@@ -73,7 +73,7 @@ def test_the_compiled_path_runs_for_built_in_rules(seed, data):
     weights = data.draw(ks.weight_arrays(dtypes=kernels.DTYPES, allow_nan=False), label="weights")
     rule, amount = data.draw(compiled_rules(weights), label="rule")
     variable = keras.Variable(weights)
-    assert write._write_compiled(variable, rule, 0, amount, seed) is not None
+    assert write._compiled(variable, rule, 0, amount, seed) is not None
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,7 @@ def test_the_compiled_path_runs_for_built_in_rules(seed, data):
 def test_other_rules_fall_back_to_the_pure_pieces(rule, amount, dtype):
     variable = keras.Variable(np.linspace(-2, 2, 64, dtype=dtype).reshape(8, 8))
     before = keras.ops.convert_to_numpy(variable)
-    assert write._write_compiled(variable, rule, 0, amount, 5) is None
+    assert write._compiled(variable, rule, 0, amount, 5) is None
     assert np.array_equal(keras.ops.convert_to_numpy(variable), before)  # nothing written
 
 

@@ -2,8 +2,9 @@
 
 `apply_rules` is pure: it runs a list of rules over one weight tensor and
 returns the new tensor with the number of entries that changed.
-`write_model` does that for a callback's variables and assigns each result
-only once every rule has succeeded, so a variable is never left half-written.
+`write_model` does that for a callback's variables and assigns the results
+only once every rule has succeeded on every variable, so a failure leaves
+the model as it was.
 """
 
 import math
@@ -260,13 +261,14 @@ def _compiled_selection(rule, amount, size, dtype, rule_seed):
     return None
 
 
-def _write_compiled(variable, rule, index, amount, seed):
-    """Applies one built-in rule with `kernels`' compiled loops, if they can.
+def _compiled(variable, rule, index, amount, seed):
+    """Runs one built-in rule with `kernels`' compiled loops, if they can.
 
     Returns:
-        `(changed, zeros)` after the write, or None (nothing done) when the
-        loops cannot run it: another piece, a dtype they lack, weights not in
-        host memory, or no Numba.
+        `(new, changed, zeros)`: the tensor to assign (None if nothing
+        changed), the entries changed and the zeros of the result; or None
+        (nothing done) when the loops cannot run it: another piece, a dtype
+        they lack, weights not in host memory, or no Numba.
     """
     if not (kernels.available() and kernels.fills(rule.mutator)):
         return None
@@ -293,12 +295,10 @@ def _write_compiled(variable, rule, index, amount, seed):
     else:
         new, changed, zeros = kernels.in_range(flat, selection[1], selection[2], fill)
     del weights, flat, value
-    if changed:
-        variable.assign(host.lend(new.reshape(arrays.shape(variable))))
-    return changed, zeros
+    return (host.lend(new.reshape(arrays.shape(variable))) if changed else None), changed, zeros
 
 
-def _write_drawn(variable, rule, index, amount, seed):
+def _drawn(variable, rule, index, amount, seed):
     """The by-index path of `write_model` for a rule whose mutator has `values_at`.
 
     `mutator(w, mask, seed)` equals `w` with `mutator.values_at(dtype,
@@ -312,6 +312,10 @@ def _write_drawn(variable, rule, index, amount, seed):
     `scatter_nd_update` would save the copy, but it switches the variable to
     copy-on-read for good: every later read, each training step's included,
     would copy the whole variable.
+
+    Returns:
+        `(new, changed)`: the tensor to assign (None if nothing changed) and
+        the number of entries changed.
     """
     rule_seed = _rule_seed(seed, index)
     original = arrays.tensor(variable.value)
@@ -319,13 +323,11 @@ def _write_drawn(variable, rule, index, amount, seed):
     host_mask = ops.convert_to_numpy(mask)
     selected = int(np.count_nonzero(host_mask))
     if not selected:
-        return 0
+        return None, 0
     if selected > host_mask.size * _by_index_limit(rule.mutator):
         new = _step(rule, index, original, amount, seed, variable.path, mask)
         changed = arrays.count(_differs(new, original))
-        if changed:
-            variable.assign(new)
-        return changed
+        return (new if changed else None), changed
     del mask
     dtype = arrays.dtype_name(original)
     index_dtype = np.int32 if host_mask.size < 2**31 else np.int64
@@ -342,14 +344,14 @@ def _write_drawn(variable, rule, index, amount, seed):
     old = flat_new[flat]
     _refuse_non_finite(np.logical_and(~np.isfinite(values), np.isfinite(old)), index, rule, variable.path)
     changed = int(np.count_nonzero(_differs(values, old, xp=np)))
-    if changed:
-        flat_new[flat] = values
-        variable.assign(host.lend(new))
-    return changed
+    if not changed:
+        return None, 0
+    flat_new[flat] = values
+    return host.lend(new), changed
 
 
 def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=None, zeros=None):
-    """Applies rules to several variables and writes each one once.
+    """Applies rules to several variables: computes every new value, then assigns.
 
     Args:
         variables: The Keras variables to write.
@@ -359,37 +361,48 @@ def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=
         seed: The callback's seed at this step, for global-scope selections.
         rule_amounts: `amounts(rules, step)`, the same for every variable.
         changed: Optional `(variable, bool mask) -> None`, called for every
-            variable written, with the entries that changed.
+            variable written, once every variable is assigned, with the
+            entries that changed.
         zeros: Optional dict, given `{id(variable): entries exactly zero}`
             for the variables whose zeros were counted on the way.
 
     Returns:
         The number of entries that changed, over all variables.
 
-    A variable is assigned only after every rule has run on it: a failing
-    rule leaves it as it was. When a rule has `scope="global"`, every new
-    value is computed before the first assignment, so nothing is written at all.
+    Nothing is assigned until every rule (and every layer constraint) has run
+    on every variable: a failure anywhere leaves every variable, and so the
+    optimizer state that `changed` resets, as it was.
     """
+    writes = _compute(variables, rules_of, seed_of, seed, rule_amounts, with_masks=changed is not None)
     total = 0
-
-    def finish(variable, original, new):
-        nonlocal total
-        if new is original:
-            return
-        differs = _differs(new, original)
-        count = arrays.count(differs)
+    for variable, new, count, differs, zero_count in writes:
         if count:
             variable.assign(new)
             total += count
-            if changed is not None:
+        if zeros is not None and zero_count is not None:
+            zeros[id(variable)] = zero_count
+    if changed is not None:
+        for variable, _, count, differs, _ in writes:
+            if count:
                 changed(variable, differs)
+    return total
 
+
+def _compute(variables, rules_of, seed_of, seed, rule_amounts, with_masks):
+    """Every variable's new value, without assigning any.
+
+    Returns:
+        A list of `(variable, new, changed, differs, zeros)`: the tensor to
+        assign (unused when `changed` is 0), the entries changed, their mask
+        (only `with_masks`) and the zeros of the result where counted on the
+        way (else None).
+    """
     if not variables:
-        return 0
+        return []
     rules = rules_of(variables[0])
     active = [index for index, amount in enumerate(rule_amounts) if amount]
     if (
-        changed is None
+        not with_masks
         and len(active) == 1
         and rules[active[0]].scope == "tensor"
         and all(hasattr(rules_of(v)[active[0]].mutator, "values_at") for v in variables)
@@ -398,26 +411,18 @@ def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=
         # One rule whose new values do not depend on the old ones: draw,
         # compare and scatter only the selected entries.
         index = active[0]
+        writes = []
         for variable in variables:
             rule, amount, variable_seed = rules_of(variable)[index], rule_amounts[index], seed_of(variable)
-            compiled = _write_compiled(variable, rule, index, amount, variable_seed)
+            compiled = _compiled(variable, rule, index, amount, variable_seed)
             if compiled is None:
-                total += _write_drawn(variable, rule, index, amount, variable_seed)
-                continue
-            total += compiled[0]
-            if zeros is not None:
-                zeros[id(variable)] = compiled[1]
-        return total
-    if not any(rules[index].scope == "global" for index in active):
-        # Variable by variable, so at most one new tensor is alive at a time.
-        for variable in variables:
-            # One read: every later use shares this tensor instead of re-reading the variable.
-            original = arrays.tensor(variable.value)
-            new = _run(original, rules_of(variable), rule_amounts, seed_of(variable), variable.path)
-            if new is not original:
-                new = _constrained(variable, new)
-            finish(variable, original, new)
-        return total
+                new, count = _drawn(variable, rule, index, amount, variable_seed)
+                writes.append((variable, new, count, None, None))
+            else:
+                new, count, zero_count = compiled
+                writes.append((variable, new, count, None, zero_count))
+        return writes
+    # One read per variable: every later use shares this tensor instead of re-reading it.
     originals = [arrays.tensor(variable.value) for variable in variables]
     currents = list(originals)
     for index, amount in enumerate(rule_amounts):
@@ -430,11 +435,12 @@ def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=
             _step(rules_of(v)[index], index, current, amount, seed_of(v), v.path, mask)
             for v, current, mask in zip(variables, currents, masks)
         ]
-    # Constraints too run before the first assignment: a failing one writes nothing.
-    currents = [
-        new if new is original else _constrained(variable, new)
-        for variable, original, new in zip(variables, originals, currents)
-    ]
+    writes = []
     for variable, original, new in zip(variables, originals, currents):
-        finish(variable, original, new)
-    return total
+        if new is original:
+            writes.append((variable, new, 0, None, None))
+            continue
+        new = _constrained(variable, new)
+        differs = _differs(new, original)
+        writes.append((variable, new, arrays.count(differs), differs if with_masks else None, None))
+    return writes
