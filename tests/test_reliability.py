@@ -146,6 +146,29 @@ def test_a_failing_piece_names_rule_piece_and_variable_and_changes_nothing(rule,
         assert np.array_equal(old, new)
 
 
+class _NoNotes(KeyError):
+    """An error as Python 3.10 has them: no `add_note`."""
+
+    @property
+    def add_note(self):
+        raise AttributeError("add_note")
+
+
+def _raises_without_notes(weights, mask, seed):
+    raise _NoNotes("user mutator broke")
+
+
+def test_a_piece_keeps_its_error_type_where_errors_have_no_notes():
+    model = _mlp()
+    model.build((None, 6))
+    callback = PlasticityCallback([Rule(selectors.random_fraction(), _raises_without_notes)], seed=0)
+    callback.set_model(model)
+    with pytest.raises(_NoNotes) as caught:
+        callback.apply(0)
+    text = str(caught.value)
+    assert "user mutator broke" in text and "rule 0" in text and "mutator" in text and "kernel" in text
+
+
 def test_schedule_outside_unit_interval_is_a_clear_error():
     callback = PlasticityCallback([Rule(selectors.random_fraction(), mutators.zero(), lambda step: 1.5)])
     model = _mlp()

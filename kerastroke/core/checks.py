@@ -37,6 +37,16 @@ def fraction(name, value):
     return value
 
 
+def amount(value):
+    """A selector's `amount`: a float in [0, 1]."""
+    return fraction("amount", value)
+
+
+def step(value):
+    """A schedule's `step`: an int >= 0."""
+    return integer("step", value, minimum=0)
+
+
 def non_negative(name, value):
     value = finite(name, value)
     if value < 0.0:

@@ -24,10 +24,18 @@ def _describe(index, rule, piece, where):
 
 
 def _reraise_with_context(exc, message):
+    """Raises `exc` itself, its type unchanged, with `message` added.
+
+    Python 3.11+ shows the note under the error; on 3.10, which has no
+    `add_note`, the message also goes into the error's own text.
+    """
     if hasattr(exc, "add_note"):
         exc.add_note(message)
-        raise exc
-    raise RuntimeError(f"{message}: {exc}") from exc
+    else:
+        exc.__notes__ = [*getattr(exc, "__notes__", ()), message]
+        if len(exc.args) == 1 and isinstance(exc.args[0], str):
+            exc.args = (f"{exc.args[0]}\n{message}",)
+    raise exc
 
 
 def _real(value):

@@ -12,10 +12,6 @@ from kerastroke.core import checks
 from kerastroke.core.serialization import register
 
 
-def _step(step):
-    return checks.integer("step", step, minimum=0)
-
-
 @register("schedules.constant")
 @attrs.frozen
 class Constant:
@@ -32,7 +28,7 @@ class Constant:
     value: float = attrs.field(default=1.0, converter=lambda v: checks.fraction("value", v))
 
     def __call__(self, step):
-        _step(step)
+        checks.step(step)
         return self.value
 
 
@@ -60,7 +56,7 @@ class Decay:
     rate: float = attrs.field(converter=lambda v: checks.non_negative("rate", v))
 
     def __call__(self, step):
-        step = _step(step)
+        step = checks.step(step)
         initial, rate = self.initial, self.rate
         if initial == 0.0 or rate == 1.0:
             return initial
@@ -103,7 +99,7 @@ class Cutoff:
     steps: int | None = attrs.field(default=None, converter=_steps)
 
     def __call__(self, step):
-        step = _step(step)
+        step = checks.step(step)
         if self.steps is not None and step >= self.steps:
             return 0.0
         return self.schedule(step)

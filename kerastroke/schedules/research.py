@@ -14,10 +14,6 @@ from kerastroke.core import checks
 from kerastroke.core.serialization import register
 
 
-def _step(step):
-    return checks.integer("step", step, minimum=0)
-
-
 @register("schedules.polynomial")
 @attrs.frozen
 class Polynomial:
@@ -55,7 +51,7 @@ class Polynomial:
             raise ValueError(f"`power` must be > 0. Received: power={self.power!r}")
 
     def __call__(self, step):
-        step = _step(step)
+        step = checks.step(step)
         if step < self.begin:
             return 0.0
         progress = min(1.0, (step - self.begin) / (self.end - self.begin))
@@ -83,7 +79,7 @@ class Cosine:
     end: int = attrs.field(converter=lambda v: checks.integer("end", v, minimum=1))
 
     def __call__(self, step):
-        step = _step(step)
+        step = checks.step(step)
         if step >= self.end:
             return 0.0
         return self.initial / 2.0 * (1.0 + math.cos(math.pi * step / self.end))
@@ -110,7 +106,7 @@ class Every:
     offset: int = attrs.field(default=0, converter=lambda v: checks.integer("offset", v, minimum=0))
 
     def __call__(self, step):
-        step = _step(step)
+        step = checks.step(step)
         if step < self.offset or (step - self.offset) % self.n:
             return 0.0
         return self.schedule(step)

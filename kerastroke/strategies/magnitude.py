@@ -14,10 +14,6 @@ from kerastroke.core import arrays, checks, seeds
 from kerastroke.core.serialization import register
 
 
-def _amount(amount):
-    return checks.fraction("amount", amount)
-
-
 def magnitude(weights):
     """An integer key ordered exactly like |w|: the bits of w without the sign.
 
@@ -83,7 +79,7 @@ class SmallestMagnitude:
             checks.callable_("among", self.among)
 
     def __call__(self, weights, amount, seed):
-        amount = _amount(amount)
+        amount = checks.amount(amount)
         w = arrays.tensor(weights)
         eligible = ops.isfinite(w)
         if self.among is not None:
@@ -121,7 +117,7 @@ class SmallestUnits:
             raise ValueError(f"`order` must be 1 or 2. Received: order={self.order!r}")
 
     def __call__(self, weights, amount, seed):
-        amount = _amount(amount)
+        amount = checks.amount(amount)
         w = arrays.tensor(weights)
         shape = arrays.shape(w)
         units = ops.reshape(w, (-1, shape[-1])) if len(shape) else ops.reshape(w, (1, 1))
@@ -136,7 +132,7 @@ class SmallestUnits:
 
 @register("selectors.drop_and_grow")
 @attrs.frozen
-class DropAndGrow:
+class DropAndGrowSelection:
     """The exchange step of sparse training (SET, RigL's random-growth variant).
 
     Picks `k = round(amount * active)` of the active (non-zero, finite)
@@ -155,9 +151,9 @@ class DropAndGrow:
     """
 
     def __call__(self, weights, amount, seed):
-        amount = _amount(amount)
+        amount = checks.amount(amount)
         w = arrays.tensor(weights)
-        empty = ops.equal(w, ops.zeros_like(w))
+        empty = arrays.is_zero(w)  # by bit pattern: a subnormal is not empty
         active = ops.logical_and(ops.isfinite(w), ops.logical_not(empty))
         k = min(round(amount * arrays.count(active)), arrays.count(empty))
         drop = smallest_scores(magnitude(w), active, k, seeds.derive(seed, "drop"))
@@ -167,4 +163,4 @@ class DropAndGrow:
 
 smallest_magnitude = SmallestMagnitude
 smallest_units = SmallestUnits
-drop_and_grow = DropAndGrow
+drop_and_grow = DropAndGrowSelection

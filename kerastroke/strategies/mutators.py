@@ -165,10 +165,10 @@ constant = Constant
 
 # Re-initialising mutators (distributions, Keras initializers) live in reinit.py.
 from kerastroke.strategies.reinit import (  # noqa: E402
-    DropAndGrow,
+    DropAndGrowValues,
     Initializer,
     Normal,
-    ShrinkPerturb,
+    ShrinkPerturbValues,
     drop_and_grow,
     initializer,
     normal,

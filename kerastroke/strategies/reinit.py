@@ -124,7 +124,7 @@ class Initializer(_NeedsInitializer):
 
 @register("mutators.shrink_perturb")
 @attrs.frozen
-class ShrinkPerturb(_NeedsInitializer):
+class ShrinkPerturbValues(_NeedsInitializer):
     """`shrink * w + perturb * fresh`, with `fresh` a new draw of the initializer.
 
     Shrink-and-perturb (Ash and Adams 2020, "On Warm-Starting Neural Network
@@ -163,7 +163,7 @@ class ShrinkPerturb(_NeedsInitializer):
 
 @register("mutators.drop_and_grow")
 @attrs.frozen
-class DropAndGrow:
+class DropAndGrowValues:
     """Pairs with `selectors.drop_and_grow`: zero the active, regrow the empty.
 
     Selected entries that are non-zero become 0.0; selected entries that are
@@ -195,17 +195,17 @@ class DropAndGrow:
     def __call__(self, weights, mask, seed):
         w, m = arrays.weights_and_mask(weights, mask)
         zero = ops.zeros_like(w)
-        empty = ops.equal(w, zero)
+        empty = arrays.is_zero(w)  # by bit pattern: a subnormal is not empty
         grow_mask = ops.logical_and(m, empty)
         grown = arrays.tensor(self.grow(w, grow_mask, seeds.derive(seed, "grow")))
         dtype = arrays.dtype_name(w)
         tiny = arrays.tensor(ml_dtypes.finfo(arrays.numpy_dtype(dtype)).tiny, dtype)
-        grown = ops.where(ops.equal(grown, zero), tiny, grown)
+        grown = ops.where(arrays.is_zero(grown), tiny, grown)
         new = arrays.merge(grow_mask, grown, arrays.merge(m, zero, w))
         return arrays.like(new, weights)
 
 
 normal = Normal
 initializer = Initializer
-shrink_perturb = ShrinkPerturb
-drop_and_grow = DropAndGrow
+shrink_perturb = ShrinkPerturbValues
+drop_and_grow = DropAndGrowValues

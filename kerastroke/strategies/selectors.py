@@ -16,10 +16,6 @@ from kerastroke.core import arrays, checks, seeds
 from kerastroke.core.serialization import register
 
 
-def _amount(amount):
-    return checks.fraction("amount", amount)
-
-
 def _selector(name):
     def validate(instance, attribute, value):
         checks.callable_(name, value)
@@ -40,7 +36,7 @@ class RandomFraction:
     """
 
     def __call__(self, weights, amount, seed):
-        amount = _amount(amount)
+        amount = checks.amount(amount)
         w = arrays.tensor(weights)
         mask = arrays.choose(ops.ones(arrays.shape(w), dtype="bool"), amount, seed)
         return arrays.like(mask, weights)
@@ -75,7 +71,7 @@ class ValueRange:
         object.__setattr__(self, "high", high)
 
     def __call__(self, weights, amount, seed):
-        amount = _amount(amount)
+        amount = checks.amount(amount)
         w = arrays.tensor(weights)
         mask = arrays.choose(arrays.in_range(w, self.low, self.high), amount, seed)
         return arrays.like(mask, weights)
@@ -92,7 +88,7 @@ def _parts(value):
 
 def _combined(parts, combine, weights, amount, seed):
     """Folds the parts' full selections with `combine`, then picks `amount` of them."""
-    amount = _amount(amount)
+    amount = checks.amount(amount)
     eligible = None
     for selection in _full_selections(parts, weights, seed):
         eligible = selection if eligible is None else combine(eligible, selection)
@@ -135,7 +131,7 @@ class Complement:
     selector: object = attrs.field(validator=_selector("selector"))
 
     def __call__(self, weights, amount, seed):
-        amount = _amount(amount)
+        amount = checks.amount(amount)
         (selection,) = _full_selections((self.selector,), weights, seed)
         return arrays.like(arrays.choose(ops.logical_not(selection), amount, seed), weights)
 
@@ -182,7 +178,7 @@ value_range = ValueRange
 
 # Magnitude-ranked selectors keep their ranking machinery in magnitude.py.
 from kerastroke.strategies.magnitude import (  # noqa: E402
-    DropAndGrow,
+    DropAndGrowSelection,
     SmallestMagnitude,
     SmallestUnits,
     drop_and_grow,
