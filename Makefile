@@ -9,7 +9,7 @@ BACKENDS := tensorflow jax torch
 # PyTorch's CPU build: a plain `torch` from the registry is a CUDA build of several GB.
 TORCH ?= torch==2.13.0
 
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: demo test bench install clean $(addprefix test-,$(BACKENDS))
 
