@@ -28,6 +28,7 @@ def _model(dtype="float32"):
         ],
         name="same_everywhere",
     )
+    model.compile(keras.optimizers.SGD(0.01), "mse")  # SET resets optimizer state: it needs one
     rng = np.random.default_rng(2024)
     numpy_dtype = ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
     for variable in model.weights:

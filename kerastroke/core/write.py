@@ -136,7 +136,9 @@ def _step(rule, index, current, amount, seed, where, mask=None):
     # were NaN or inf already (selected or not) are the model's own. A
     # finite sum settles the usual case in one pass (torch's CPU `isfinite`
     # costs 3x a sum); NaN, inf or an overflowing sum take the exact check.
-    if not np.isfinite(ops.convert_to_numpy(ops.sum(new))):
+    # (The sum goes to NumPy as a 1-entry array: TensorFlow cannot hand over
+    # a 0-d bfloat16 tensor.)
+    if not np.all(np.isfinite(arrays.to_numpy(ops.reshape(ops.sum(new), (1,))))):
         introduced = ops.logical_and(ops.logical_not(ops.isfinite(new)), ops.isfinite(current))
         _refuse_non_finite(ops.logical_and(mask, introduced), index, rule, where)
     if getattr(rule.mutator, "keeps_unselected", False):
