@@ -110,6 +110,26 @@ def test_loggers_get_the_figures_after_the_callback_and_a_warning_before_it(kind
     assert not stroke_keys & _logged_keys(kind, logger, tmp_path)  # what the warning says
 
 
+def test_tensorboard_event_files_hold_the_figures(tmp_path):
+    # End to end: Keras's own TensorBoard callback (after the kerastroke one)
+    # writes event files; TensorBoard's reader finds the figures History has.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    history = models.fit(
+        models.mlp_sequential(),
+        [Stroke(volatility_ratio=0.25, seed=0), keras.callbacks.TensorBoard(str(tmp_path), write_graph=False)],
+        epochs=2,
+    )
+    events = EventAccumulator(str(tmp_path / "train"))
+    events.Reload()
+    assert {"epoch_stroke_changed", "epoch_stroke_fraction", "epoch_stroke_sparsity"} <= set(events.Tags()["tensors"])
+    written = [tensor_util.make_ndarray(event.tensor_proto).item() for event in events.Tensors("epoch_stroke_changed")]
+    # 25% of the kernels' 48 + 40 + 15 entries: 12 + 10 + 4 per epoch.
+    assert history.history["stroke_changed"] == [26, 26]
+    assert written == [26.0, 26.0]
+
+
 # -- 3. the 2.x presets' cutoff and decay count epochs -------------------------------
 
 
