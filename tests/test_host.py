@@ -78,3 +78,57 @@ def test_release_frees_the_buffers_nothing_holds():
     host.release()
     assert [entry.raw.nbytes for entry in host._lent] == [100 * 4 + 64]
     assert np.all(held.numpy() == 1.0)
+
+
+def test_callbacks_in_two_threads_share_the_lent_buffers_safely(monkeypatch):
+    # One model per thread, each written 20 times with values of its own
+    # sign: a buffer one thread's writer lent is taken back by one thread,
+    # never by both, and never ends up in the other's model. Checking a
+    # buffer is made slow, so that both threads are inside it at once.
+    import threading
+    import time
+
+    from kerastroke import Stroke
+
+    check = host._Lent.free
+
+    def slow_check(entry):
+        free = check(entry)
+        time.sleep(0.0005)  # the other thread runs between this check and what follows it
+        return free
+
+    monkeypatch.setattr(host._Lent, "free", slow_check)
+
+    def train(errors, model, low, high):
+        try:
+            stroke = Stroke(low_bound=low, high_bound=high, volatility_ratio=0.5, seed=int(low + 2))
+            stroke.set_model(model)
+            for step in range(20):
+                assert stroke.apply(step)["changed"] > 0
+        except Exception as exc:  # reported by the main thread
+            errors.append(exc)
+
+    bounds = [(1.0, 2.0), (-2.0, -1.0)]
+    built = []
+    for _ in bounds:
+        model = keras.Sequential([keras.Input((256,)), *[keras.layers.Dense(256) for _ in range(4)]])
+        for variable in model.weights:
+            variable.assign(np.zeros(variable.shape, np.float32))
+        built.append(model)
+    errors = []
+    threads = [
+        threading.Thread(target=train, args=(errors, model, low, high))
+        for model, (low, high) in zip(built, bounds)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for model, (low, high) in zip(built, bounds):
+        for variable in model.weights:
+            if len(variable.shape) == 2:
+                values = keras.ops.convert_to_numpy(variable)
+                written = values[values != 0.0]
+                assert written.size > values.size // 2
+                assert np.all((written >= low) & (written < high))

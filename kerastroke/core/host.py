@@ -13,6 +13,7 @@ buffer holds a reference to it.
 
 import math
 import sys
+import threading
 
 import keras
 import numpy as np
@@ -69,6 +70,9 @@ class _Lent:
 _UNSHARED = _Lent(np.empty(1, np.uint8)).references()
 
 _lent = []
+# Callbacks in several threads (one model each) share `_lent`: taking a buffer
+# out of it and putting one in happen under this lock.
+_lock = threading.Lock()
 
 
 def aligned_empty(dims, dtype):
@@ -92,22 +96,24 @@ def _reclaim(size):
     Free buffers beyond `SPARE_BYTES` (oldest first) are dropped on the way.
     """
     found, spare = None, 0
-    for entry in reversed(list(_lent)):
-        if not entry.free():
-            continue
-        if found is None and entry.raw.nbytes == size:
-            found = entry.raw
-            _lent.remove(entry)
-        elif spare + entry.raw.nbytes <= SPARE_BYTES:
-            spare += entry.raw.nbytes
-        else:
-            _lent.remove(entry)
+    with _lock:
+        for entry in reversed(list(_lent)):
+            if not entry.free():
+                continue
+            if found is None and entry.raw.nbytes == size:
+                found = entry.raw
+                _lent.remove(entry)
+            elif spare + entry.raw.nbytes <= SPARE_BYTES:
+                spare += entry.raw.nbytes
+            else:
+                _lent.remove(entry)
     return found
 
 
 def release():
     """Frees the lent buffers nothing holds any more (the callbacks call it when training ends)."""
-    _lent[:] = [entry for entry in _lent if not entry.free()]
+    with _lock:
+        _lent[:] = [entry for entry in _lent if not entry.free()]
 
 
 def view(x):
@@ -162,6 +168,7 @@ def lend(array):
         else:
             raw = array.base
             if isinstance(raw, np.ndarray) and raw.dtype == np.uint8 and raw.base is None:
-                _lent.append(_Lent(raw))
+                with _lock:
+                    _lent.append(_Lent(raw))
             return shared
     return arrays.tensor(array)
