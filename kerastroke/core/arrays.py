@@ -57,8 +57,11 @@ def to_numpy(x):
     """`x` as a NumPy array with the same bits (a view of CPU memory where the backend allows).
 
     Keras hands a torch bfloat16 tensor to NumPy through float32, which
-    changes the bits of NaNs; here the bits travel as int16.
+    changes the bits of NaNs; here the bits travel as int16. TensorFlow
+    cannot hand over a 0-d bfloat16 tensor; a flat one it can.
     """
+    if not isinstance(x, np.ndarray) and shape(x) == ():
+        return to_numpy(ops.reshape(x, (1,))).reshape(())
     if keras.backend.backend() == "torch" and not isinstance(x, np.ndarray):
         import torch
 
@@ -112,9 +115,7 @@ def numpy_dtype(name):
 def like(result, original):
     """Returns NumPy for NumPy input, the backend tensor otherwise."""
     if isinstance(original, np.ndarray):
-        # TensorFlow cannot hand a 0-d bfloat16 tensor to NumPy; a flat one it can.
-        flat = to_numpy(ops.reshape(result, (-1,)))
-        return flat.reshape(shape(result))
+        return to_numpy(result)
     return result
 
 

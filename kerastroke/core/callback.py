@@ -345,13 +345,11 @@ class PlasticityCallback(keras.callbacks.Callback):
             )
         return result
 
-    def _reset_optimizer_state(self, variable, changed):
-        optimizer_state.reset(getattr(self.model, "optimizer", None), variable, changed)
-
     def _after_write(self, variable, changed):
+        optimizer = getattr(self._targets_model, "optimizer", None)
         if self.reset_optimizer:
-            self._reset_optimizer_state(variable, changed)
-        optimizer_state.follow_averages(getattr(self.model, "optimizer", None), variable, changed)
+            optimizer_state.reset(optimizer, variable, changed)
+        optimizer_state.follow_averages(optimizer, variable, changed)
 
     def _hold(self, variables):
         attached = False

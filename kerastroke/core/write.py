@@ -52,7 +52,7 @@ def _real(value):
     dtype = keras.backend.standardize_dtype(dtype)
     if "float" not in dtype and "int" not in dtype:
         return None
-    return float(ops.convert_to_numpy(value))
+    return float(arrays.to_numpy(value))
 
 
 def amounts(rules, step):
@@ -110,7 +110,7 @@ def _select(rule, index, current, amount, seed, where):
 
 def _refuse_non_finite(bad, index, rule, where):
     """Raises if `bad` (entries a mutator made NaN or infinite) has any."""
-    count = arrays.count(bad) if not isinstance(bad, np.ndarray) else int(np.count_nonzero(bad))
+    count = arrays.count(bad)
     if count:
         raise ValueError(
             f"{_describe(index, rule, 'mutator', where)}: it gave {count} selected entries a NaN or "
@@ -136,9 +136,7 @@ def _step(rule, index, current, amount, seed, where, mask=None):
     # were NaN or inf already (selected or not) are the model's own. A
     # finite sum settles the usual case in one pass (torch's CPU `isfinite`
     # costs 3x a sum); NaN, inf or an overflowing sum take the exact check.
-    # (The sum goes to NumPy as a 1-entry array: TensorFlow cannot hand over
-    # a 0-d bfloat16 tensor.)
-    if not np.all(np.isfinite(arrays.to_numpy(ops.reshape(ops.sum(new), (1,))))):
+    if not np.isfinite(arrays.to_numpy(ops.sum(new))):
         introduced = ops.logical_and(ops.logical_not(ops.isfinite(new)), ops.isfinite(current))
         _refuse_non_finite(ops.logical_and(mask, introduced), index, rule, where)
     if getattr(rule.mutator, "keeps_unselected", False):
