@@ -18,6 +18,7 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_
 import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import toy  # noqa: E402
 
 from kerastroke import MagnitudePruning, Stroke, schedules  # noqa: E402
 
@@ -58,13 +59,8 @@ def kernel_sparsity(model):
 def main(frequency):
     devices = jax.devices("cpu")
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(128, 8)).astype("float32")
-    y = (x[:, 0] > 0).astype("int32")
-    model = keras.Sequential(
-        [keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)]
-    )
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = toy.data()
+    model = toy.compiled_mlp()
     callbacks = [
         Stroke(volatility_ratio=0.2, seed=1, frequency=frequency),
         MagnitudePruning(schedules.constant(0.5), seed=2, frequency=frequency, name="pruning"),

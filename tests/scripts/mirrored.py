@@ -21,6 +21,7 @@ tf.config.set_logical_device_configuration(
 )
 
 import keras  # noqa: E402
+import toy  # noqa: E402
 
 from kerastroke import NeuroPlast, Pruning, Stroke  # noqa: E402
 
@@ -50,14 +51,9 @@ class ReplicaCheck(keras.callbacks.Callback):
 
 def main(frequency):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(128, 8)).astype("float32")
-    y = (x[:, 0] > 0).astype("int32")
+    x, y = toy.data()
     with strategy.scope():
-        model = keras.Sequential(
-            [keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)]
-        )
-        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model = toy.compiled_mlp()
     replicas = len(model.trainable_variables[0].value.values)
     callbacks = [
         Stroke(volatility_ratio=0.2, seed=1, frequency=frequency),

@@ -35,22 +35,16 @@ def worker(index, ports, plain):
     })
     os.environ["KERAS_BACKEND"] = "tensorflow"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import numpy as np
     import tensorflow as tf
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    import keras
+    import toy
 
     from kerastroke import Stroke
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(128, 8)).astype("float32")
-    y = (x[:, 0] > 0).astype("int32")
+    x, y = toy.data()
     with strategy.scope():
-        model = keras.Sequential(
-            [keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)]
-        )
-        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model = toy.compiled_mlp()
     callbacks = [] if plain else [Stroke(volatility_ratio=0.2, seed=1)]
     try:
         history = model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=callbacks)
