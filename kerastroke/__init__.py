@@ -16,20 +16,20 @@ __version__ = "3.0.0.dev0"
 
 # Where each public name lives; a module path alone means the name is that module.
 _HOMES = {
-    "SET": "kerastroke.strategies.research",
-    "MagnitudePruning": "kerastroke.strategies.research",
-    "NeuroPlast": "kerastroke.strategies.presets",
-    "PlasticityCallback": "kerastroke.core.callback",
-    "Pruning": "kerastroke.strategies.presets",
-    "Rule": "kerastroke.core.types",
-    "ShrinkPerturb": "kerastroke.strategies.research",
-    "Stroke": "kerastroke.strategies.presets",
-    "mutators": "kerastroke.strategies.mutators",
+    "SET": "kerastroke.presets.research",
+    "MagnitudePruning": "kerastroke.presets.research",
+    "NeuroPlast": "kerastroke.presets.classic",
+    "PlasticityCallback": "kerastroke.engine.callback",
+    "Pruning": "kerastroke.presets.classic",
+    "Rule": "kerastroke.engine.rule",
+    "ShrinkPerturb": "kerastroke.presets.research",
+    "Stroke": "kerastroke.presets.classic",
+    "mutators": "kerastroke.mutators",
     "register_piece": "kerastroke.core.serialization",
     "schedules": "kerastroke.schedules",
-    "selectors": "kerastroke.strategies.selectors",
-    "sparsity": "kerastroke.core.sparsity",
-    "strip": "kerastroke.core.persistence",
+    "selectors": "kerastroke.selectors",
+    "sparsity": "kerastroke.engine.sparsity",
+    "strip": "kerastroke.engine.persistence",
 }
 _MODULES = {"mutators", "schedules", "selectors"}
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from kerastroke import Stroke
-from kerastroke.core import write
+from kerastroke.engine import writer as write
 from tests import models
 
 # builder, the kernels it must target, its variables named `bias`.

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from kerastroke import NeuroPlast, PlasticityCallback, Pruning, Rule, Stroke, mutators, schedules, selectors
-from kerastroke.core import host, seeds
+from kerastroke.accel import host
+from kerastroke.core import seeds
 from tests import models
 
 MARK = np.float32(models.MARK)

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerastroke.core import host
+from kerastroke.accel import host
 
 # Only TensorFlow adopts a lent buffer; the other backends copy what they are given.
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's buffer sharing")

@@ -7,7 +7,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from kerastroke import Rule, mutators, schedules, selectors
-from kerastroke.core import draws, kernels, sparsity, write
+from kerastroke.accel import kernels
+from kerastroke.core import draws
+from kerastroke.engine import sparsity
+from kerastroke.engine import writer as write
 from tests import strategies as ks
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="Numba is a dependency; it must import")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kerastroke import NeuroPlast, Pruning, Rule, Stroke, mutators, schedules, selectors
-from kerastroke.core import write
+from kerastroke.engine import writer as write
 from tests import models
 
 MARK = np.float32(models.MARK)

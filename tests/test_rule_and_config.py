@@ -15,8 +15,8 @@ from tests import strategies as ks
 
 # The modules whose registered pieces this file answers for.
 _BUILT_IN_MODULES = {
-    "kerastroke.strategies.selectors",
-    "kerastroke.strategies.mutators",
+    "kerastroke.selectors",
+    "kerastroke.mutators",
     "kerastroke.schedules.basic",
 }
 
@@ -86,6 +86,14 @@ _EXAMPLES = [
     mutators.uniform(-0.05, 0.05),
     mutators.constant(0.5),
     mutators.zero(),
+    selectors.smallest_magnitude(),
+    selectors.smallest_magnitude(among=selectors.value_range(-1.0, 1.0)),
+    selectors.smallest_units(order=1),
+    selectors.drop_and_grow(),
+    mutators.normal(0.01, mean=0.5),
+    mutators.initializer("ones"),
+    mutators.shrink_perturb(0.5, 0.1, initializer="ones"),
+    mutators.drop_and_grow(grow=mutators.uniform(0.1, 0.2)),
     schedules.constant(),
     schedules.decay(0.05, 0.9),
     schedules.cutoff(schedules.decay(0.05, 1.5), 4),
@@ -96,7 +104,7 @@ _EXAMPLES = [
 def _behaviour(piece):
     if isinstance(piece, (schedules.Constant, schedules.Decay, schedules.Cutoff)):
         return [piece(step) for step in range(8)]
-    if type(piece).__module__ == "kerastroke.strategies.mutators":
+    if type(piece).__module__ == "kerastroke.mutators":
         return ks.bits(piece(_W, _MASK, 7)).tolist()
     return np.asarray(piece(_W, 0.5, 7)).tolist()
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from kerastroke import PlasticityCallback, Rule, Stroke, mutators, selectors
-from kerastroke.core import targets
+from kerastroke.engine import targets
 from tests import models
 
 MARK = np.float32(models.MARK)

@@ -1,1 +1,2 @@
-"""The engine: piece types, the one place that writes weights, and the callback."""
+"""Foundations shared by the pieces and the engine: tensors and bit patterns,
+parameter checks, seeds, counter-based draws and the registry of pieces."""

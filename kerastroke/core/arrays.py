@@ -9,7 +9,8 @@ import ml_dtypes
 import numpy as np
 from keras import ops
 
-from kerastroke.core import draws, kernels, seeds
+from kerastroke.accel import kernels
+from kerastroke.core import draws, seeds
 
 
 def tensor(x, dtype=None):

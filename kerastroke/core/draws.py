@@ -8,7 +8,7 @@ one draw to the next, so:
   the entries a rule picks get the same values whichever order they are
   visited in, and the same values whether one entry is picked or a million;
 - the draws are the same bits on every Keras backend and on the host, and
-  `kerastroke.core.kernels` computes them inside its compiled loops too.
+  `kerastroke.accel.kernels` computes them inside its compiled loops too.
 
 Keys are 64-bit ints from `kerastroke.core.seeds.key`. Everything here runs
 in NumPy (vectorised, in wrapping unsigned 64-bit arithmetic) and is pure.

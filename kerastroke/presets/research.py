@@ -8,10 +8,10 @@ the constructor's arguments (schedules and mutators as their configs).
 import keras
 
 from kerastroke import schedules
-from kerastroke.core import checks, serialization
-from kerastroke.core.callback import PlasticityCallback
-from kerastroke.core.types import Rule
-from kerastroke.strategies import mutators, selectors
+from kerastroke.core import checks
+from kerastroke import mutators, selectors
+from kerastroke.engine.rule import Rule
+from kerastroke.presets.base import Preset
 
 
 def _amount_schedule(name, value):
@@ -21,24 +21,8 @@ def _amount_schedule(name, value):
     return schedules.constant(checks.fraction(name, value))
 
 
-class _Preset(PlasticityCallback):
-    """Keeps the constructor's arguments, so the config is what the user wrote."""
-
-    def _keep(self, **params):
-        self._params = params
-
-    def get_config(self):
-        config = {key: serialization._encode(value) for key, value in self._params.items()}
-        config.update(seed=self.seed, verbose=self.verbose, name=self.name)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**{key: serialization._decode(value) for key, value in config.items()})
-
-
 @keras.saving.register_keras_serializable(package="kerastroke")
-class MagnitudePruning(_Preset):
+class MagnitudePruning(Preset):
     """Prunes the smallest-magnitude weights to a sparsity schedule, persistently.
 
     The semantics of TensorFlow Model Optimization's `prune_low_magnitude`
@@ -88,7 +72,7 @@ class MagnitudePruning(_Preset):
 
 
 @keras.saving.register_keras_serializable(package="kerastroke")
-class SET(_Preset):
+class SET(Preset):
     """Sparse Evolutionary Training (Mocanu et al. 2018, Nature Communications 9:2383).
 
     At every application: (1) prune each kernel to `sparsity` by magnitude
@@ -140,7 +124,7 @@ class SET(_Preset):
 
 
 @keras.saving.register_keras_serializable(package="kerastroke")
-class ShrinkPerturb(_Preset):
+class ShrinkPerturb(Preset):
     """Shrink-and-perturb (Ash and Adams 2020, "On Warm-Starting Neural Network Training").
 
     Every `period` epochs each targeted variable becomes

@@ -7,10 +7,12 @@ from keras.src.utils import io_utils
 
 import attrs
 
-from kerastroke.core import checks, host, initializers, optimizer_state, persistence, seeds, targets, write
-from kerastroke.core import fit_checks
-from kerastroke.core.sparsity import zeros_and_size
-from kerastroke.core.types import Rule
+from kerastroke.accel import host
+from kerastroke.core import checks, seeds
+from kerastroke.engine import fit_checks, initializers, optimizer_state, persistence, targets
+from kerastroke.engine import writer as write
+from kerastroke.engine.rule import Rule
+from kerastroke.engine.sparsity import zeros_and_size
 
 
 def _rules(rules):

@@ -14,8 +14,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerastroke.core import arrays, host, kernels, persistence, seeds
-from kerastroke.strategies import selectors
+from kerastroke import selectors
+from kerastroke.accel import host, kernels
+from kerastroke.core import arrays, seeds
+from kerastroke.engine import persistence
 
 
 def _describe(index, rule, piece, where):

@@ -1,6 +1,7 @@
 """`sparsity(model)`: how many kernel entries are exactly zero, per layer and in total."""
 
-from kerastroke.core import arrays, targets
+from kerastroke.core import arrays
+from kerastroke.engine import targets
 
 
 def zeros_and_size(variable, zeros=None):

@@ -12,10 +12,11 @@ import warnings
 import keras
 
 from kerastroke import schedules
-from kerastroke.core import checks, targets
-from kerastroke.core.callback import PlasticityCallback
-from kerastroke.core.types import Rule
-from kerastroke.strategies import mutators, selectors
+from kerastroke import mutators, selectors
+from kerastroke.core import checks
+from kerastroke.engine import targets
+from kerastroke.engine.rule import Rule
+from kerastroke.presets.base import Preset
 
 
 def _either(name, value, alias, alias_value, default=None):
@@ -77,45 +78,8 @@ def _new_values(value, value_name, low_bound, high_bound):
     return mutators.uniform(low, high)
 
 
-class _Preset(PlasticityCallback):
-    """Shared plumbing: presets serialise their own parameters, not their rules."""
-
-    # Construction warnings point past Stroke.__init__ and _Preset.__init__.
-    _warn_stacklevel = 4
-
-    def __init__(self, rules, params, *, layers, do_weights, biases, frequency, seed, verbose, name):
-        checks.boolean("do_weights", do_weights)
-        self._params = params
-        super().__init__(
-            rules,
-            layers=layers,
-            weights=do_weights,
-            biases=biases,
-            frequency=frequency,
-            seed=seed,
-            verbose=verbose,
-            name=name,
-        )
-
-    def get_config(self):
-        return {
-            **self._params,
-            "layers": None if self.layers is None else list(self.layers),
-            "do_weights": self.weights,
-            "biases": self.biases,
-            "frequency": self.frequency,
-            "seed": self.seed,
-            "verbose": self.verbose,
-            "name": self.name,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-
 @keras.saving.register_keras_serializable(package="kerastroke")
-class Stroke(_Preset):
+class Stroke(Preset):
     """Re-initialises a random fraction of the weights after every epoch.
 
     Rule: `random_fraction()` picks exactly `round(ratio * size)` entries of
@@ -198,14 +162,15 @@ class Stroke(_Preset):
             "cutoff": cutoff,
             "decay": decay,
         }
-        super().__init__(
-            [rule], params, layers=layers, do_weights=do_weights, biases=biases,
-            frequency=frequency, seed=seed, verbose=verbose, name=name,
-        )
+        self._keep(**params, layers=None if layers is None else list(layers), do_weights=do_weights,
+                   biases=biases, frequency=frequency)
+        checks.boolean("do_weights", do_weights)
+        super().__init__([rule], layers=layers, weights=do_weights, biases=biases,
+                         frequency=frequency, seed=seed, verbose=verbose, name=name)
 
 
 @keras.saving.register_keras_serializable(package="kerastroke")
-class Pruning(_Preset):
+class Pruning(Preset):
     """Sets the weights in [min_value, max_value] to `value` (0.0) after every epoch.
 
     Rule: `value_range(min_value, max_value)` + `constant(value)`, until epoch
@@ -268,14 +233,15 @@ class Pruning(_Preset):
         )
         _epochs_only("Pruning", frequency, cutoff=cutoff)
         params = {"value": value, "min_value": min_value, "max_value": max_value, "cutoff": cutoff}
-        super().__init__(
-            [rule], params, layers=layers, do_weights=do_weights, biases=biases,
-            frequency=frequency, seed=seed, verbose=verbose, name=name,
-        )
+        self._keep(**params, layers=None if layers is None else list(layers), do_weights=do_weights,
+                   biases=biases, frequency=frequency)
+        checks.boolean("do_weights", do_weights)
+        super().__init__([rule], layers=layers, weights=do_weights, biases=biases,
+                         frequency=frequency, seed=seed, verbose=verbose, name=name)
 
 
 @keras.saving.register_keras_serializable(package="kerastroke")
-class NeuroPlast(_Preset):
+class NeuroPlast(Preset):
     """Re-initialises the weights that are close to zero after every epoch.
 
     Rules, both until epoch `cutoff`:
@@ -382,7 +348,8 @@ class NeuroPlast(_Preset):
             "pruning_max": pruning_max,
             "cutoff": cutoff,
         }
-        super().__init__(
-            rules, params, layers=layers, do_weights=do_weights, biases=biases,
-            frequency=frequency, seed=seed, verbose=verbose, name=name,
-        )
+        self._keep(**params, layers=None if layers is None else list(layers), do_weights=do_weights,
+                   biases=biases, frequency=frequency)
+        checks.boolean("do_weights", do_weights)
+        super().__init__(rules, layers=layers, weights=do_weights, biases=biases,
+                         frequency=frequency, seed=seed, verbose=verbose, name=name)

@@ -21,7 +21,8 @@ import os
 
 import numpy as np
 
-from kerastroke.core import host, seeds
+from kerastroke.accel import host
+from kerastroke.core import seeds
 
 # Tests switch this off to compare the compiled loops with the pure pieces.
 enabled = True
@@ -34,7 +35,7 @@ DTYPES = ("float32", "float64")
 def _compiled():
     """The compiled loops' module (compiled on first call, or loaded from the cache); None without Numba."""
     try:
-        from kerastroke.core import loops
+        from kerastroke.accel import loops
     except ImportError:
         return None
     return loops
@@ -77,7 +78,7 @@ class Fill:
     """
 
     def __init__(self, mutator, dtype, seed):
-        from kerastroke.strategies import mutators
+        from kerastroke import mutators
 
         self.uniform = isinstance(mutator, mutators.Uniform)
         scalar = np.dtype(dtype).type  # the loops compile for scalars of the weights' dtype
@@ -96,7 +97,7 @@ class Fill:
 
 def fills(mutator):
     """Whether the loops know `mutator`: the built-in `constant` and `uniform`."""
-    from kerastroke.strategies import mutators
+    from kerastroke import mutators
 
     return type(mutator) in (mutators.Constant, mutators.Uniform)
 

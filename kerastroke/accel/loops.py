@@ -1,4 +1,4 @@
-"""The Numba loops behind `kerastroke.core.kernels` (imported only through it).
+"""The Numba loops behind `kerastroke.accel.kernels` (imported only through it).
 
 Each loop mirrors NumPy code elsewhere operation for operation; the
 docstrings name it. Arithmetic on draws is wrapping uint64; on values it is

@@ -1,0 +1,5 @@
+"""The engine: the `Rule`, the one writer of weights, the callback that applies
+rules during `fit`, and what it keeps on the model (holds, optimizer state).
+
+It depends on the piece protocols of `rule` only, never on the built-in pieces.
+"""

@@ -1,1 +1,0 @@
-"""Strategies: the built-in selectors and mutators, and the presets built from them."""
