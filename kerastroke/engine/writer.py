@@ -384,18 +384,29 @@ def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=
     optimizer state that `changed` resets, as it was.
     """
     writes = _compute(variables, rules_of, seed_of, seed, rule_amounts, with_masks=changed is not None)
-    total = 0
-    for variable, new, count, differs, zero_count in writes:
-        if count:
-            variable.assign(new)
-            total += count
-        if zeros is not None and zero_count is not None:
-            zeros[id(variable)] = zero_count
+    if zeros is not None:
+        zeros.update({id(v): z for v, _, _, _, z in writes if z is not None})
+    commit([(v, new, differs) for v, new, count, differs, _ in writes if count], changed)
+    return sum(count for _, _, count, _, _ in writes)
+
+
+def commit(assignments, changed=None):
+    """Assigns new values computed beforehand, then reports what changed.
+
+    The last step of every write: call it only once every new value of the
+    application exists, so that a failure before it changes nothing.
+
+    Args:
+        assignments: `(variable, new value, changed mask or None)` triples.
+        changed: Optional `(variable, bool mask) -> None`, called for each
+            variable once every variable is assigned (optimizer state resets
+            and moving averages follow it).
+    """
+    for variable, new, _ in assignments:
+        variable.assign(new)
     if changed is not None:
-        for variable, _, count, differs, _ in writes:
-            if count:
-                changed(variable, differs)
-    return total
+        for variable, _, differs in assignments:
+            changed(variable, differs)
 
 
 def _compute(variables, rules_of, seed_of, seed, rule_amounts, with_masks):
