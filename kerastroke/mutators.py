@@ -1,9 +1,16 @@
 """Mutators: `mutate(weights, mask, seed) -> new weights`, *what* entries become.
 
 A mutator returns an array of the weights' shape and dtype in which every
-entry outside `mask` keeps its exact bits. Random mutators draw one value per
-selected entry, so their cost grows with the number of selected entries
-rather than with the size of the tensor.
+entry outside `mask` keeps its exact bits. A random value belongs to an
+entry's flat position (`kerastroke.core.hashing`): the same bits whichever
+other entries are selected, and on every backend.
+
+Every built-in also has `mutate_batch(weights, mask, keys)`, the form the
+engine calls on R variables of one shape stacked on a leading axis, with one
+random key per variable; it is `keras.ops` throughout, so it traces.
+`__call__` is `mutate_batch` on a batch of one. A mutator whose draws cannot
+be traced (a Keras initializer kerastroke does not know) has
+`mutate_batch = None`, and the engine runs it eagerly.
 """
 
 import math
@@ -14,8 +21,29 @@ import ml_dtypes
 import numpy as np
 from keras import ops
 
-from kerastroke.core import arrays, checks, draws, seeds
+from kerastroke.core import arrays, checks, draws, hashing, seeds
 from kerastroke.core.serialization import register
+
+
+def _single(mutate_batch, weights, mask, seed):
+    """A mutator's call on one tensor, through its batched form."""
+    w, m = arrays.weights_and_mask(weights, mask)
+    new = mutate_batch(ops.expand_dims(w, 0), ops.expand_dims(m, 0), hashing.keys_of([seed]))
+    return arrays.like(ops.squeeze(new, 0), weights)
+
+
+def _flat_positions(batch):
+    """Flat positions 0..N-1 of one variable, for draws of a batch (R, ...)."""
+    return ops.arange(math.prod(batch.shape[1:]), dtype="int32")
+
+
+def _draw_dtype(dtype):
+    """float64 weights draw in float64; every other dtype in float32, rounded once."""
+    return "float64" if dtype == "float64" else "float32"
+
+
+def _shaped(values, batch):
+    return ops.reshape(values, batch.shape)
 
 
 @register("mutators.uniform")
@@ -28,10 +56,6 @@ class Uniform:
     so the bounds are never silently widened. `low == high` sets every
     selected entry to that value.
 
-    An entry's new value depends only on the seed and its flat position
-    (`kerastroke.core.draws`): the same bits on every backend, whichever
-    other entries are selected.
-
     Args:
         low: Finite lower bound, inclusive.
         high: Finite upper bound, exclusive; `high >= low`.
@@ -43,8 +67,6 @@ class Uniform:
     >>> bool(np.all(np.abs(new) < 0.05)), new[[1, 3]].tolist()
     (True, [0.0, 0.0])
     """
-
-    keeps_unselected = True  # entries outside the mask keep their bits (tested)
 
     low: float
     high: float
@@ -69,46 +91,22 @@ class Uniform:
         return lo, hi
 
     def __call__(self, weights, mask, seed):
-        w, m = arrays.weights_and_mask(weights, mask)
-        dtype = arrays.dtype_name(w)
-        # Checked before anything is selected, so bounds that fit no value of
-        # the dtype fail on the first call rather than on the first selection.
-        self.bounds(dtype)
-        flat_positions = np.flatnonzero(ops.convert_to_numpy(m))
-        if not flat_positions.size:
-            return arrays.like(w, weights)
-        values = self.values_at(dtype, flat_positions, seed)
-        return arrays.like(arrays.put_at(w, arrays.tensor(flat_positions), arrays.tensor(values)), weights)
+        return _single(self.mutate_batch, weights, mask, seed)
 
-    def values_at(self, dtype, flat_positions, seed):
-        """The new values of the entries at `flat_positions`, as a NumPy array.
+    def mutate_batch(self, weights, mask, keys):
+        return arrays.merge(mask, self.values(weights, keys), weights)
 
-        The value of an entry depends only on `seed` and its flat position
-        (`kerastroke.core.draws`), so `mutate(w, mask, seed)` puts exactly
-        these values at those positions and a writer may compute only them.
-
-        Args:
-            dtype: The weights' dtype name.
-            flat_positions: NumPy integer array of flat (row-major) indices.
-            seed: Python int.
-        """
+    def values(self, weights, keys):
+        """A draw for every entry of the batch (R, ...), in the weights' dtype."""
+        dtype = arrays.dtype_name(weights)
+        # Checked whatever is selected, so bounds that fit no value of the
+        # dtype fail on the first call rather than on the first selection.
         lo, hi = self.bounds(dtype)
-        low, high = self.draw_bounds(dtype)
-        values = draws.uniform(seeds.key(seed, "uniform"), flat_positions, low, high)
-        with np.errstate(over="ignore"):  # a half-precision overflow is clamped below
-            values = values.astype(arrays.numpy_dtype(dtype))
-        # Compared, not np.maximum: that may return a bound of -0.0 for a draw of +0.0.
-        values = np.where(values < lo, lo, values)
-        return np.where(values > hi, hi, values)
-
-    def draw_bounds(self, dtype):
-        """The bounds as NumPy scalars of the dtype draws are made in.
-
-        float64 weights draw in float64, every other dtype in float32 (and
-        rounds once); bounds beyond float32's range are brought inside it.
-        """
-        draw_dtype = "float64" if dtype == "float64" else "float32"
-        return arrays.at_least(self.low, draw_dtype), arrays.at_most(self.high, draw_dtype)
+        wide = _draw_dtype(dtype)
+        low, high = arrays.at_least(self.low, wide), arrays.at_most(self.high, wide)
+        drawn = hashing.uniform(hashing.derive(keys, "uniform"), _flat_positions(weights), low, high, wide)
+        # A half-precision overflow becomes inf, then the bound.
+        return _shaped(arrays.clamp(ops.cast(drawn, dtype), lo, hi), weights)
 
 
 @register("mutators.constant")
@@ -126,9 +124,6 @@ class Constant:
     [0.5, 0.0, 0.5]
     """
 
-    keeps_unselected = True  # entries outside the mask keep their bits (tested)
-    fills_one_value = True  # a writer may merge it with one dense `where`
-
     value: float = attrs.field(converter=lambda v: checks.finite("value", v))
 
     def rounded(self, dtype):
@@ -141,14 +136,12 @@ class Constant:
         return rounded
 
     def __call__(self, weights, mask, seed):
-        w, m = arrays.weights_and_mask(weights, mask)
-        rounded = self.rounded(arrays.dtype_name(w))
-        filled = ops.full(arrays.shape(w), arrays.scalar(rounded, arrays.dtype_name(w)), dtype=arrays.dtype_name(w))
-        return arrays.like(arrays.merge(m, filled, w), weights)
+        return _single(self.mutate_batch, weights, mask, seed)
 
-    def values_at(self, dtype, flat_positions, seed):
-        """The value once per position, as a NumPy array, for writers that update by index."""
-        return np.full(len(flat_positions), self.rounded(dtype), dtype=arrays.numpy_dtype(dtype))
+    def mutate_batch(self, weights, mask, keys):
+        dtype = arrays.dtype_name(weights)
+        filled = ops.full(weights.shape, arrays.scalar(self.rounded(dtype), dtype), dtype=dtype)
+        return arrays.merge(mask, filled, weights)
 
 
 def zero():
@@ -171,6 +164,7 @@ constant = Constant
 # from the initializer of the layer that owns the variable: PlasticityCallback
 # fills it in through `with_default_initializer` before it applies them.
 
+
 def _identifier(value):
     """Keeps initializers JSON-ready: a name, a config dict, or None."""
     if value is None or isinstance(value, (str, dict)):
@@ -186,7 +180,7 @@ def _identifier(value):
 
 
 def draw_initializer(identifier, shape, dtype, seed):
-    """A full tensor from a Keras initializer, drawn with the integer `seed`."""
+    """A full tensor from a Keras initializer itself, drawn with the integer `seed`."""
     initializer = keras.initializers.get(identifier)
     config = initializer.get_config()
     if "seed" in config:
@@ -196,7 +190,13 @@ def draw_initializer(identifier, shape, dtype, seed):
 
 
 class _NeedsInitializer:
-    """Shared by mutators whose draw may come from the owning layer's initializer."""
+    """Shared by mutators whose draw may come from the owning layer's initializer.
+
+    The initializers whose distribution kerastroke knows (`draws.of_initializer`:
+    the Glorot, He and LeCun families, `VarianceScaling`, `RandomUniform`,
+    `RandomNormal`, `TruncatedNormal`, `Zeros`, `Ones`, `Constant`) are drawn
+    from counter-based draws, traced; any other runs eagerly through Keras.
+    """
 
     def with_default_initializer(self, initializer):
         """This mutator, drawing from `initializer` unless one was given."""
@@ -204,21 +204,46 @@ class _NeedsInitializer:
             return self
         return attrs.evolve(self, initializer=_identifier(initializer))
 
-    def _fresh(self, w, seed):
+    def _need_initializer(self):
         if self.initializer is None:
             raise ValueError(
                 f"{type(self).__name__} has no initializer: run it through a "
                 "PlasticityCallback (which uses the layer's own), or pass one, "
                 "e.g. initializer='glorot_uniform'."
             )
-        dtype = arrays.dtype_name(w)
-        return draw_initializer(self.initializer, arrays.shape(w), dtype, seed)
+
+    def __call__(self, weights, mask, seed):
+        self._need_initializer()
+        if self.mutate_batch is not None:
+            return _single(self.mutate_batch, weights, mask, seed)
+        w, m = arrays.weights_and_mask(weights, mask)
+        fresh = draw_initializer(self.initializer, arrays.shape(w), arrays.dtype_name(w), seed)
+        return arrays.like(self._combine(w, m, fresh), weights)
+
+    @property
+    def mutate_batch(self):
+        """The batched form, or None for an initializer drawn through Keras (eagerly)."""
+        self._need_initializer()
+        distribution = draws.of_initializer(self.initializer)
+        if distribution is None:
+            return None
+
+        def mutate_batch(weights, mask, keys):
+            fresh = distribution(weights.shape[1:], arrays.dtype_name(weights), hashing.derive(keys, "fresh"),
+                                 rows=weights.shape[0])
+            return self._combine(weights, mask, fresh)
+
+        return mutate_batch
 
 
 @register("mutators.normal")
 @attrs.frozen
 class Normal:
-    """New values drawn from N(mean, stddev**2), one per selected entry.
+    """New values drawn from N(mean, stddev**2).
+
+    Drawn by the inverse of the normal CDF from one counter-based uniform per
+    entry; `erfinv` is each backend's own, so draws agree across backends to
+    a rounding, not bit for bit.
 
     Args:
         stddev: Standard deviation (finite, >= 0).
@@ -231,20 +256,18 @@ class Normal:
     (True, True)
     """
 
-    keeps_unselected = True  # entries outside the mask keep their bits (tested)
-
     stddev: float = attrs.field(converter=lambda v: checks.non_negative("stddev", v))
     mean: float = attrs.field(default=0.0, converter=lambda v: checks.finite("mean", v))
 
     def __call__(self, weights, mask, seed):
-        w, m = arrays.weights_and_mask(weights, mask)
-        selected = arrays.count(m)
-        if selected == 0:
-            return arrays.like(w, weights)
-        dtype = arrays.dtype_name(w)
-        wide = "float64" if dtype == "float64" else "float32"
-        draws = keras.random.normal((selected,), self.mean, self.stddev, dtype=wide, seed=seed)
-        return arrays.like(arrays.put(w, m, ops.cast(draws, dtype)), weights)
+        return _single(self.mutate_batch, weights, mask, seed)
+
+    def mutate_batch(self, weights, mask, keys):
+        dtype = arrays.dtype_name(weights)
+        wide = _draw_dtype(dtype)
+        z = draws.standard_normal(hashing.derive(keys, "normal"), _flat_positions(weights), wide)
+        values = ops.add(ops.multiply(z, ops.cast(self.stddev, wide)), ops.cast(self.mean, wide))
+        return arrays.merge(mask, _shaped(ops.cast(values, dtype), weights), weights)
 
 
 @register("mutators.initializer")
@@ -267,15 +290,10 @@ class Initializer(_NeedsInitializer):
     [[1.0, 0.0], [0.0, 1.0]]
     """
 
-    keeps_unselected = True  # entries outside the mask keep their bits (tested)
-
     initializer: object = attrs.field(default=None, converter=_identifier)
 
-    def __call__(self, weights, mask, seed):
-        w, m = arrays.weights_and_mask(weights, mask)
-        if arrays.count(m) == 0:
-            return arrays.like(w, weights)
-        return arrays.like(arrays.merge(m, self._fresh(w, seed), w), weights)
+    def _combine(self, weights, mask, fresh):
+        return arrays.merge(mask, fresh, weights)
 
 
 @register("mutators.shrink_perturb")
@@ -299,22 +317,17 @@ class ShrinkPerturbValues(_NeedsInitializer):
     [3.0, 4.0]
     """
 
-    keeps_unselected = True  # entries outside the mask keep their bits (tested)
-
     shrink: float = attrs.field(converter=lambda v: checks.fraction("shrink", v))
     perturb: float = attrs.field(converter=lambda v: checks.non_negative("perturb", v))
     initializer: object = attrs.field(default=None, converter=_identifier)
 
-    def __call__(self, weights, mask, seed):
-        w, m = arrays.weights_and_mask(weights, mask)
-        if arrays.count(m) == 0:
-            return arrays.like(w, weights)
-        dtype = arrays.dtype_name(w)
+    def _combine(self, weights, mask, fresh):
+        dtype = arrays.dtype_name(weights)
         new = ops.add(
-            ops.multiply(ops.cast(self.shrink, dtype), w),
-            ops.multiply(ops.cast(self.perturb, dtype), self._fresh(w, seed)),
+            ops.multiply(ops.cast(self.shrink, dtype), weights),
+            ops.multiply(ops.cast(self.perturb, dtype), fresh),
         )
-        return arrays.like(arrays.merge(m, new, w), weights)
+        return arrays.merge(mask, new, weights)
 
 
 @register("mutators.drop_and_grow")
@@ -337,8 +350,6 @@ class DropAndGrowValues:
     [1.0, 0.0, 0.5]
     """
 
-    keeps_unselected = True  # entries outside the mask keep their bits (tested)
-
     grow: object = attrs.field(factory=lambda: Normal(0.01))
 
     def __attrs_post_init__(self):
@@ -349,16 +360,33 @@ class DropAndGrowValues:
         return self if bind is None else attrs.evolve(self, grow=bind(initializer))
 
     def __call__(self, weights, mask, seed):
+        grow = getattr(self.grow, "mutate_batch", None)
+        if grow is not None:
+            return _single(self.mutate_batch, weights, mask, seed)
         w, m = arrays.weights_and_mask(weights, mask)
-        zero = ops.zeros_like(w)
-        empty = arrays.is_zero(w)  # by bit pattern: a subnormal is not empty
-        grow_mask = ops.logical_and(m, empty)
+        grow_mask = ops.logical_and(m, arrays.is_zero(w))
         grown = arrays.tensor(self.grow(w, grow_mask, seeds.derive(seed, "grow")))
-        dtype = arrays.dtype_name(w)
-        tiny = arrays.tensor(ml_dtypes.finfo(arrays.numpy_dtype(dtype)).tiny, dtype)
-        grown = ops.where(arrays.is_zero(grown), tiny, grown)
-        new = arrays.merge(grow_mask, grown, arrays.merge(m, zero, w))
-        return arrays.like(new, weights)
+        return arrays.like(self._combine(w, m, grow_mask, grown), weights)
+
+    @property
+    def mutate_batch(self):
+        """The batched form, if `grow` has one (else None: the engine runs it eagerly)."""
+        grow = getattr(self.grow, "mutate_batch", None)
+        if grow is None:
+            return None
+
+        def mutate_batch(weights, mask, keys):
+            grow_mask = ops.logical_and(mask, arrays.is_zero(weights))
+            grown = grow(weights, grow_mask, hashing.derive(keys, "grow"))
+            return self._combine(weights, mask, grow_mask, grown)
+
+        return mutate_batch
+
+    def _combine(self, weights, mask, grow_mask, grown):
+        dtype = arrays.dtype_name(weights)
+        tiny = arrays.scalar(ml_dtypes.finfo(arrays.numpy_dtype(dtype)).tiny, dtype)
+        grown = arrays.merge(arrays.is_zero(grown), ops.broadcast_to(tiny, weights.shape), grown)
+        return arrays.merge(grow_mask, grown, arrays.merge(mask, ops.zeros_like(weights), weights))
 
 
 normal = Normal

@@ -7,14 +7,43 @@ Every built-in selector has a notion of *eligible* entries and picks exactly
 Combinators build new selectors from old ones: `intersection`, `union` and
 `complement` combine the parts' full selections (each part is asked with
 `amount=1.0`), then pick `amount` of the result, with the same exact count.
+
+Every built-in also has `select_batch(weights, amount, keys)`, the form the
+engine calls: `weights` holds R variables of one shape stacked on a leading
+axis, `keys` one random key per variable (`kerastroke.core.hashing`), and
+everything is `keras.ops` without data-dependent shapes, so one compiled
+call selects in every variable at once. `__call__` is `select_batch` on a
+batch of one.
 """
 
 import attrs
-import numpy as np
 from keras import ops
 
-from kerastroke.core import arrays, checks, seeds
+from kerastroke.core import arrays, checks, hashing, picking, seeds
 from kerastroke.core.serialization import register
+
+
+def _single(select_batch, weights, amount, seed):
+    """A selector's call on one tensor, through its batched form."""
+    amount = checks.amount(amount)
+    w = arrays.tensor(weights)
+    mask = select_batch(ops.expand_dims(w, 0), amount, hashing.keys_of([seed]))
+    return arrays.like(ops.squeeze(mask, 0), weights)
+
+
+def _is_full(amount):
+    """True for an amount that is the Python float 1.0: the engine passes
+    amounts of 1 as such, so "every eligible entry" needs no ranking."""
+    return isinstance(amount, float) and amount == 1.0
+
+
+def _pick(eligible, amount, keys):
+    return eligible if _is_full(amount) else picking.choose(eligible, amount, keys)
+
+
+def batched(piece, method="select_batch"):
+    """The piece's batched form, or None if it has none (a plain callable)."""
+    return getattr(piece, method, None)
 
 
 def _selector(name):
@@ -37,10 +66,10 @@ class RandomFraction:
     """
 
     def __call__(self, weights, amount, seed):
-        amount = checks.amount(amount)
-        w = arrays.tensor(weights)
-        mask = arrays.choose(ops.ones(arrays.shape(w), dtype="bool"), amount, seed)
-        return arrays.like(mask, weights)
+        return _single(self.select_batch, weights, amount, seed)
+
+    def select_batch(self, weights, amount, keys):
+        return _pick(ops.ones(weights.shape, dtype="bool"), amount, keys)
 
 
 @register("selectors.value_range")
@@ -72,10 +101,10 @@ class ValueRange:
         object.__setattr__(self, "high", high)
 
     def __call__(self, weights, amount, seed):
-        amount = checks.amount(amount)
-        w = arrays.tensor(weights)
-        mask = arrays.choose(arrays.in_range(w, self.low, self.high), amount, seed)
-        return arrays.like(mask, weights)
+        return _single(self.select_batch, weights, amount, seed)
+
+    def select_batch(self, weights, amount, keys):
+        return _pick(arrays.in_range(weights, self.low, self.high), amount, keys)
 
 
 def _parts(value):
@@ -87,54 +116,90 @@ def _parts(value):
     return parts
 
 
-def _combined(parts, combine, weights, amount, seed):
-    """Folds the parts' full selections with `combine`, then picks `amount` of them."""
-    amount = checks.amount(amount)
-    eligible = None
-    for selection in _full_selections(parts, weights, seed):
-        eligible = selection if eligible is None else combine(eligible, selection)
-    return arrays.like(arrays.choose(eligible, amount, seed), weights)
+class _Combinator:
+    """Shared by the combinators: the parts' full selections, folded, then picked from."""
 
+    def __call__(self, weights, amount, seed):
+        select_batch = self.select_batch
+        if select_batch is None:
+            return self._eager(weights, amount, seed)
+        return _single(select_batch, weights, amount, seed)
 
-def _full_selections(parts, weights, seed):
-    w = arrays.tensor(weights)
-    for index, part in enumerate(parts):
-        yield arrays.tensor(part(w, 1.0, seeds.derive(seed, "part", index)), "bool")
+    @property
+    def select_batch(self):
+        """The batched form, if every part has one (else None: the engine runs it eagerly)."""
+        parts = [batched(part) for part in self._parts()]
+        if any(part is None for part in parts):
+            return None
+
+        def select_batch(weights, amount, keys):
+            selections = [
+                part(weights, 1.0, hashing.derive(keys, f"part {index}")) for index, part in enumerate(parts)
+            ]
+            return _pick(self._fold(selections), amount, keys)
+
+        return select_batch
+
+    def _eager(self, weights, amount, seed):
+        """Plain callables as parts: each asked with a seed drawn from `seed`."""
+        amount = checks.amount(amount)
+        w = arrays.tensor(weights)
+        selections = [
+            arrays.tensor(part(w, 1.0, seeds.derive(seed, f"part {index}")), "bool")
+            for index, part in enumerate(self._parts())
+        ]
+        eligible = ops.expand_dims(self._fold(selections), 0)
+        mask = _pick(eligible, amount, hashing.keys_of([seed]))
+        return arrays.like(ops.squeeze(mask, 0), weights)
+
+    def _fold(self, selections):
+        eligible = selections[0]
+        for selection in selections[1:]:
+            eligible = self._combine(eligible, selection)
+        return self._finish(eligible)
+
+    def _finish(self, eligible):
+        return eligible
 
 
 @register("selectors.intersection")
 @attrs.frozen
-class Intersection:
+class Intersection(_Combinator):
     """Eligible: entries every part selects. Built by `intersection(*parts)`."""
 
     parts: tuple = attrs.field(converter=_parts)
 
-    def __call__(self, weights, amount, seed):
-        return _combined(self.parts, ops.logical_and, weights, amount, seed)
+    _combine = staticmethod(ops.logical_and)
+
+    def _parts(self):
+        return self.parts
 
 
 @register("selectors.union")
 @attrs.frozen
-class Union:
+class Union(_Combinator):
     """Eligible: entries any part selects. Built by `union(*parts)`."""
 
     parts: tuple = attrs.field(converter=_parts)
 
-    def __call__(self, weights, amount, seed):
-        return _combined(self.parts, ops.logical_or, weights, amount, seed)
+    _combine = staticmethod(ops.logical_or)
+
+    def _parts(self):
+        return self.parts
 
 
 @register("selectors.complement")
 @attrs.frozen
-class Complement:
+class Complement(_Combinator):
     """Eligible: entries the selector does not select. Built by `complement(selector)`."""
 
     selector: object = attrs.field(validator=_selector("selector"))
 
-    def __call__(self, weights, amount, seed):
-        amount = checks.amount(amount)
-        (selection,) = _full_selections((self.selector,), weights, seed)
-        return arrays.like(arrays.choose(ops.logical_not(selection), amount, seed), weights)
+    def _parts(self):
+        return (self.selector,)
+
+    def _finish(self, eligible):
+        return ops.logical_not(eligible)
 
 
 def intersection(*parts):
@@ -193,32 +258,6 @@ def magnitude(weights):
     return bits if arrays.dtype_name(bits) == "int64" else ops.cast(bits, "int32")
 
 
-def smallest_scores(scores, eligible, k, seed):
-    """Boolean mask of the `k` eligible entries with the smallest `scores`.
-
-    Entries tied with the k-th smallest score are picked uniformly at random,
-    so exactly `k` entries are True.
-    """
-    eligible = arrays.tensor(eligible, "bool")
-    total = arrays.count(eligible)
-    k = min(k, total)
-    if k == 0:
-        return ops.zeros(arrays.shape(eligible), dtype="bool")
-    if k == total:
-        return eligible
-    flat_scores = ops.reshape(scores, (-1,))
-    flat_eligible = ops.reshape(eligible, (-1,))
-    # The k-th smallest eligible score, found by NumPy's introselect in O(n):
-    # a backend top_k of half the entries costs several times more.
-    candidates = ops.convert_to_numpy(flat_scores)[ops.convert_to_numpy(flat_eligible)]
-    kth = np.partition(candidates, k - 1)[k - 1]
-    threshold = arrays.scalar(kth, arrays.dtype_name(flat_scores))
-    below = ops.logical_and(flat_eligible, ops.less(flat_scores, threshold))
-    ties = ops.logical_and(flat_eligible, ops.equal(flat_scores, threshold))
-    picked = ops.logical_or(below, arrays.choose_count(ties, k - arrays.count(below), seed))
-    return ops.reshape(picked, arrays.shape(eligible))
-
-
 @register("selectors.smallest_magnitude")
 @attrs.frozen
 class SmallestMagnitude:
@@ -247,14 +286,30 @@ class SmallestMagnitude:
             checks.callable_("among", self.among)
 
     def __call__(self, weights, amount, seed):
-        amount = checks.amount(amount)
-        w = arrays.tensor(weights)
-        eligible = ops.isfinite(w)
-        if self.among is not None:
-            chosen = arrays.tensor(self.among(w, 1.0, seeds.derive(seed, "among")), "bool")
-            eligible = ops.logical_and(eligible, chosen)
-        k = round(amount * arrays.count(eligible))
-        return arrays.like(smallest_scores(magnitude(w), eligible, k, seed), weights)
+        if self.select_batch is None:
+            among = arrays.tensor(self.among(arrays.tensor(weights), 1.0, seeds.derive(seed, "among")), "bool")
+            return _single(lambda w, a, keys: self._select(w, a, keys, ops.expand_dims(among, 0)),
+                           weights, amount, seed)
+        return _single(self.select_batch, weights, amount, seed)
+
+    @property
+    def select_batch(self):
+        """The batched form; None if `among` is a plain callable without one."""
+        if self.among is None:
+            return self._select
+        among = batched(self.among)
+        if among is None:
+            return None
+        return lambda w, amount, keys: self._select(w, amount, keys, among(w, 1.0, hashing.derive(keys, "among")))
+
+    def _select(self, weights, amount, keys, among=None):
+        eligible = ops.isfinite(weights)
+        if among is not None:
+            eligible = ops.logical_and(eligible, among)
+        if _is_full(amount):
+            return eligible
+        k = picking.to_pick(amount, picking.count(eligible))
+        return picking.smallest(magnitude(weights), eligible, k, keys)
 
 
 @register("selectors.smallest_units")
@@ -285,17 +340,22 @@ class SmallestUnits:
             raise ValueError(f"`order` must be 1 or 2. Received: order={self.order!r}")
 
     def __call__(self, weights, amount, seed):
-        amount = checks.amount(amount)
-        w = arrays.tensor(weights)
-        shape = arrays.shape(w)
-        units = ops.reshape(w, (-1, shape[-1])) if len(shape) else ops.reshape(w, (1, 1))
-        magnitude = ops.abs(ops.cast(units, "float32"))
-        norms = ops.sum(magnitude if self.order == 1 else ops.square(magnitude), axis=0)
-        eligible = ops.all(ops.isfinite(units), axis=0)
-        k = round(amount * arrays.count(eligible))
-        picked_units = smallest_scores(norms, eligible, k, seed)
-        mask = ops.broadcast_to(ops.expand_dims(picked_units, 0), arrays.shape(units))
-        return arrays.like(ops.reshape(mask, shape), weights)
+        return _single(self.select_batch, weights, amount, seed)
+
+    def select_batch(self, weights, amount, keys):
+        shape = tuple(weights.shape)
+        rows = shape[0]
+        units = ops.reshape(weights, (rows, -1, shape[-1] if len(shape) > 1 else 1))
+        size = ops.abs(ops.cast(units, "float32"))
+        norms = ops.sum(size if self.order == 1 else ops.square(size), axis=1)
+        eligible = ops.all(ops.isfinite(units), axis=1)
+        if _is_full(amount):
+            picked = eligible
+        else:
+            k = picking.to_pick(amount, picking.count(eligible))
+            # Norms are non-negative floats: their bit patterns order them.
+            picked = picking.smallest(magnitude(norms), eligible, k, keys)
+        return ops.reshape(ops.broadcast_to(ops.expand_dims(picked, 1), units.shape), shape)
 
 
 @register("selectors.drop_and_grow")
@@ -319,14 +379,15 @@ class DropAndGrowSelection:
     """
 
     def __call__(self, weights, amount, seed):
-        amount = checks.amount(amount)
-        w = arrays.tensor(weights)
-        empty = arrays.is_zero(w)  # by bit pattern: a subnormal is not empty
-        active = ops.logical_and(ops.isfinite(w), ops.logical_not(empty))
-        k = min(round(amount * arrays.count(active)), arrays.count(empty))
-        drop = smallest_scores(magnitude(w), active, k, seeds.derive(seed, "drop"))
-        grow = arrays.choose_count(empty, k, seeds.derive(seed, "grow"))
-        return arrays.like(ops.logical_or(drop, grow), weights)
+        return _single(self.select_batch, weights, amount, seed)
+
+    def select_batch(self, weights, amount, keys):
+        empty = arrays.is_zero(weights)  # by bit pattern: a subnormal is not empty
+        active = ops.logical_and(ops.isfinite(weights), ops.logical_not(empty))
+        k = ops.minimum(picking.to_pick(amount, picking.count(active)), picking.count(empty))
+        drop = picking.smallest(magnitude(weights), active, k, hashing.derive(keys, "drop"))
+        grow = picking.choose_count(empty, k, hashing.derive(keys, "grow"))
+        return ops.logical_or(drop, grow)
 
 
 smallest_magnitude = SmallestMagnitude

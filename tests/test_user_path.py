@@ -218,16 +218,16 @@ def _nan_mutator(weights, mask, seed):
 
 
 class _InfiniteValues:
-    """A mutator with `values_at` (written by index) whose values are infinite."""
+    """A mutator with a batched form (compiled with the rest) whose values are infinite."""
 
     def __call__(self, weights, mask, seed):
         return keras.ops.where(mask, np.float32("inf"), weights)
 
-    def values_at(self, dtype, flat_positions, seed):
-        return np.full(len(flat_positions), np.inf, dtype)
+    def mutate_batch(self, weights, mask, keys):
+        return keras.ops.where(mask, np.float32("inf"), weights)
 
 
-@pytest.mark.parametrize("mutator", [_nan_mutator, _InfiniteValues()], ids=["nan", "inf_values_at"])
+@pytest.mark.parametrize("mutator", [_nan_mutator, _InfiniteValues()], ids=["nan", "inf_batched"])
 def test_a_mutator_giving_non_finite_values_writes_nothing(mutator):
     model = _built_mlp()
     callback = PlasticityCallback([Rule(selectors.random_fraction(), mutator, schedules.constant(0.5))], seed=0)

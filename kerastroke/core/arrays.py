@@ -1,7 +1,8 @@
-"""Vectorised array helpers on the Keras backend, shared by the built-in pieces.
+"""Tensor helpers on the Keras backend, shared by the pieces and the engine.
 
-Everything here is pure: tensors in, new tensors out, randomness only from
-integer seeds passed in. NumPy arrays are accepted anywhere a tensor is.
+Everything here is pure: tensors in, new tensors out. NumPy arrays are
+accepted anywhere a tensor is. Floats are compared, merged and clamped on
+their bit patterns where a backend's float kernels would not be exact.
 """
 
 import keras
@@ -9,8 +10,6 @@ import ml_dtypes
 import numpy as np
 from keras import ops
 
-from kerastroke.accel import kernels
-from kerastroke.core import draws, seeds
 
 
 def tensor(x, dtype=None):
@@ -284,101 +283,3 @@ def clamp(values, low, high):
         ops.less(key, tensor(0, int_dtype)), ops.bitwise_or(ops.negative(key), sign), key
     )
     return ops.view(bits, dtype)
-
-
-def random_marks(size, want, seed):
-    """The picks of `_distinct_positions`, as a `kernels.distinct_marks` bitmap.
-
-    Only where `kernels.available()`: O(want) draws and `size` bits.
-    """
-    return kernels.distinct_marks(size, want, seeds.key(seed, "positions"))
-
-
-def _distinct_positions(size, want, seed):
-    """A boolean (size,) tensor with exactly `want` True entries, uniformly at random.
-
-    The positions `draws.distinct` marks, from counter-based draws, so they
-    are the same on every backend; found by the compiled loop of `kernels`
-    where it runs, else by `draws.distinct` in NumPy.
-    """
-    if kernels.available():
-        return tensor(kernels.unpack(random_marks(size, want, seed), size))
-    return tensor(draws.distinct(size, want, seeds.key(seed, "positions")))
-
-
-def choose(eligible, amount, seed):
-    """Picks `round(amount * eligible)` of the eligible entries uniformly at random.
-
-    Args:
-        eligible: Boolean tensor of any shape: the entries that may be picked.
-        amount: Float in [0, 1], the fraction of eligible entries to pick.
-        seed: Python int. The same seed picks the same entries.
-
-    Returns:
-        A boolean tensor of `eligible`'s shape with exactly
-        `round(amount * count(eligible))` True entries, all eligible.
-    """
-    eligible = tensor(eligible, "bool")
-    total = count(eligible)
-    return _pick(eligible, total, round(amount * total), seed)
-
-
-def choose_count(eligible, k, seed):
-    """Picks exactly `k` of the eligible entries uniformly at random.
-
-    Args:
-        eligible: Boolean tensor of any shape: the entries that may be picked.
-        k: Python int in [0, count(eligible)].
-        seed: Python int. The same seed picks the same entries.
-
-    Returns:
-        A boolean tensor of `eligible`'s shape with exactly `k` True entries,
-        all eligible.
-    """
-    eligible = tensor(eligible, "bool")
-    total = count(eligible)
-    if not 0 <= k <= total:
-        raise ValueError(f"Cannot pick {k!r} of {total} eligible entries. Received: k={k!r}")
-    return _pick(eligible, total, k, seed)
-
-
-def _pick(eligible, total, k, seed):
-    """`k` of the `total` True entries of the boolean tensor `eligible`."""
-    if k == total:
-        return eligible
-    dims = shape(eligible)
-    if k == 0:
-        return ops.zeros(dims, dtype="bool")
-    flat = ops.reshape(eligible, (-1,))
-    # Drawing the smaller side keeps the rejection rounds few.
-    invert = 2 * k > total
-    picked = _distinct_positions(total, total - k if invert else k, seed)
-    if invert:
-        picked = ops.logical_not(picked)
-    size = shape(flat)[0]
-    if total < size:
-        # Map the picked ranks back onto the eligible entries: the r-th eligible
-        # entry (in flat order) takes picked[r].
-        rank = ops.cumsum(ops.cast(flat, "int32" if size < 2**31 else "int64")) - 1
-        picked = ops.logical_and(flat, ops.take(picked, ops.maximum(rank, 0)))
-    return ops.reshape(picked, dims)
-
-
-def positions(mask):
-    """The flat (row-major) indices of the True entries of `mask`, ascending."""
-    return ops.nonzero(ops.reshape(mask, (-1,)))[0]
-
-
-def put_at(weights, flat_positions, values):
-    """A new tensor: `weights` with `values` at `flat_positions`; other bits kept."""
-    flat = ops.reshape(weights, (-1,))
-    updated = ops.scatter_update(flat, ops.expand_dims(flat_positions, 1), values)
-    return ops.reshape(updated, shape(weights))
-
-
-def put(weights, mask, values):
-    """Writes `values` into the True entries of `mask`, in flat (row-major) order.
-
-    Returns a new tensor; entries outside the mask keep their exact bits.
-    """
-    return put_at(weights, positions(mask), values)

@@ -1,134 +1,149 @@
-"""Counter-based random numbers: every draw is a pure function of a key and a counter.
+"""Distributions drawn from counter-based bits, in `keras.ops`, so they trace.
 
-Draw `i` of key `k` is SplitMix64's output function applied to
-`k + (i + 1) * GAMMA` (mod 2**64), a Weyl sequence. Nothing is carried from
-one draw to the next, so:
+Every draw is a pure function of a key and an entry's flat position
+(`kerastroke.core.hashing`): a batch of R variables of one shape draws
+(R, N) values from keys of shape (R, 2) and positions 0..N-1.
 
-- a random value can belong to a *position* (the flat index of a weight):
-  the entries a rule picks get the same values whichever order they are
-  visited in, and the same values whether one entry is picked or a million;
-- the draws are the same bits on every Keras backend and on the host, and
-  `kerastroke.accel.kernels` computes them inside its compiled loops too.
-
-Keys are 64-bit ints from `kerastroke.core.seeds.key`. Everything here runs
-in NumPy (vectorised, in wrapping unsigned 64-bit arithmetic) and is pure.
+- Uniform draws are exact and the same bits on every backend.
+- Normal draws go through the inverse of the normal CDF (`erfinv`) from one
+  uniform per entry; `erfinv` is each backend's own, so they agree across
+  backends to a rounding.
+- `of_initializer` draws what a Keras initializer would (same distribution,
+  not the same numbers) for the initializers whose distribution is known.
 """
 
+import math
+
+import keras
 import numpy as np
+from keras import ops
 
-GAMMA = 0x9E3779B97F4A7C15  # 2**64 / golden ratio, odd: the Weyl increment
-MIX_1 = 0xBF58476D1CE4E5B9
-MIX_2 = 0x94D049BB133111EB
-_MASK = 2**64 - 1
+from kerastroke.core import hashing
 
-
-def mix_int(z):
-    """SplitMix64's output function on a Python int in [0, 2**64)."""
-    z = ((z ^ (z >> 30)) * MIX_1) & _MASK
-    z = ((z ^ (z >> 27)) * MIX_2) & _MASK
-    return z ^ (z >> 31)
+# erf(2 / sqrt(2)): the probability mass of N(0, 1) within 2 standard deviations.
+_WITHIN_TWO = 0.9544997361036416
+# The standard deviation of N(0, 1) truncated to [-2, 2] (Keras's VarianceScaling).
+_TRUNCATED_STDDEV = 0.87962566103423978
 
 
-def round_key(key, round_):
-    """The key of round `round_` of `distinct`, derived from `key` like a draw."""
-    return mix_int((key + (round_ + 1) * GAMMA) & _MASK)
+def _centred(keys, counters, dtype):
+    """Uniform draws in the open interval (-1, 1), symmetric around 0, exact."""
+    u = hashing.unit(keys, counters, dtype)  # multiples of 2**-b in [0, 1)
+    step = 2.0**-24 if dtype != "float64" else 2.0**-53
+    return ops.add(ops.multiply(ops.subtract(u, ops.cast(0.5, dtype)), ops.cast(2.0, dtype)), ops.cast(step, dtype))
 
 
-def bits(key, counters):
-    """Uniform 64-bit draws, one per counter.
+def standard_normal(keys, counters, dtype="float32", truncated=False):
+    """Draws of N(0, 1) (or N(0, 1) truncated to [-2, 2]), one per counter.
+
+    Example:
+    >>> import numpy as np
+    >>> z = standard_normal(hashing.keys_of([3]), np.arange(4096, dtype="int32"))
+    >>> bool(abs(float(np.mean(z))) < 0.1), bool(0.9 < float(np.std(z)) < 1.1)
+    (True, True)
+    """
+    p = _centred(keys, counters, dtype)
+    if truncated:
+        p = ops.multiply(p, ops.cast(_WITHIN_TWO, dtype))
+    return ops.multiply(ops.erfinv(p), ops.cast(math.sqrt(2.0), dtype))
+
+
+def _fans(shape):
+    """Keras's fan-in and fan-out of a variable of `shape`."""
+    if len(shape) < 1:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = math.prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def _uniform(low, high):
+    def draw(shape, dtype, keys, rows):
+        wide = "float64" if dtype == "float64" else "float32"
+        counters = ops.arange(math.prod(shape), dtype="int32")
+        values = hashing.uniform(keys, counters, low, high, wide)
+        return ops.reshape(ops.cast(values, dtype), (rows, *shape))
+
+    return draw
+
+
+def _normal(mean, stddev, truncated):
+    def draw(shape, dtype, keys, rows):
+        wide = "float64" if dtype == "float64" else "float32"
+        counters = ops.arange(math.prod(shape), dtype="int32")
+        z = standard_normal(keys, counters, wide, truncated=truncated)
+        values = ops.add(ops.multiply(z, ops.cast(stddev, wide)), ops.cast(mean, wide))
+        return ops.reshape(ops.cast(values, dtype), (rows, *shape))
+
+    return draw
+
+
+def _filled(value):
+    def draw(shape, dtype, keys, rows):
+        return ops.full((rows, *shape), value, dtype=dtype)
+
+    return draw
+
+
+def _variance_scaling(scale, mode, distribution):
+    def draw(shape, dtype, keys, rows):
+        fan_in, fan_out = _fans(shape)
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[mode]
+        variance = scale / max(1.0, fan)
+        if distribution == "truncated_normal":
+            return _normal(0.0, math.sqrt(variance) / _TRUNCATED_STDDEV, True)(shape, dtype, keys, rows)
+        if distribution == "untruncated_normal":
+            return _normal(0.0, math.sqrt(variance), False)(shape, dtype, keys, rows)
+        limit = math.sqrt(3.0 * variance)
+        return _uniform(-limit, limit)(shape, dtype, keys, rows)
+
+    return draw
+
+
+def of_initializer(identifier):
+    """A traced draw with the distribution of a Keras initializer, or None.
 
     Args:
-        key: Python int in [0, 2**64).
-        counters: Integer array of non-negative counters (e.g. flat positions).
+        identifier: A Keras initializer name or config.
 
     Returns:
-        A new uint64 array of the counters' shape.
+        `draw(shape, dtype, keys, rows) -> tensor (rows, *shape)`, one
+        variable of `shape` per key; None for an initializer whose
+        distribution is not known here (`Orthogonal`, `Identity`, a user's).
 
     Example:
-    >>> import numpy as np
-    >>> a = bits(7, np.array([0, 1, 2]))
-    >>> bool(np.array_equal(a[[2, 0]], bits(7, np.array([2, 0]))))
-    True
+    >>> draw = of_initializer("glorot_uniform")
+    >>> values = draw((4, 6), "float32", hashing.keys_of([1, 2]), rows=2)
+    >>> tuple(values.shape), bool(float(ops.max(ops.abs(values))) <= 1.0)
+    ((2, 4, 6), True)
     """
-    z = np.asarray(counters).astype(np.uint64)
-    z += np.uint64(1)
-    z *= np.uint64(GAMMA)
-    z += np.uint64(key)
-    z ^= z >> np.uint64(30)
-    z *= np.uint64(MIX_1)
-    z ^= z >> np.uint64(27)
-    z *= np.uint64(MIX_2)
-    z ^= z >> np.uint64(31)
-    return z
+    init = keras.initializers.get(identifier)
+    kind = type(init)
+    # Exact types: a subclass may draw differently.
+    if kind in _VARIANCE_SCALING:
+        return _variance_scaling(float(init.scale), init.mode, init.distribution)
+    if kind is keras.initializers.RandomUniform:
+        return _uniform(float(init.minval), float(init.maxval))
+    if kind is keras.initializers.RandomNormal:
+        return _normal(float(init.mean), float(init.stddev), False)
+    if kind is keras.initializers.TruncatedNormal:
+        return _normal(float(init.mean), float(init.stddev), True)
+    if kind is keras.initializers.Zeros:
+        return _filled(0.0)
+    if kind is keras.initializers.Ones:
+        return _filled(1.0)
+    if kind is keras.initializers.Constant and np.ndim(init.value) == 0:
+        return _filled(float(init.value))
+    return None
 
 
-def unit(key, counters, dtype="float64"):
-    """Uniform draws in [0, 1), one per counter, exact in `dtype`.
-
-    float64 draws are the top 53 bits of a draw times 2**-53; float32 draws
-    the top 24 bits times 2**-24.
-
-    Example:
-    >>> import numpy as np
-    >>> u = unit(3, np.arange(1000), "float32")
-    >>> str(u.dtype), bool(0.0 <= u.min() and u.max() < 1.0)
-    ('float32', True)
-    """
-    if np.dtype(dtype) == np.float64:
-        return (bits(key, counters) >> np.uint64(11)).astype(np.float64) * 2.0**-53
-    return (bits(key, counters) >> np.uint64(40)).astype(np.float32) * np.float32(2.0**-24)
-
-
-def uniform(key, counters, low, high):
-    """Uniform draws in [low, high] (rounding may reach `high`), one per counter.
-
-    Computed in the dtype of `low` and `high` (NumPy float32 or float64
-    scalars) as the convex combination `low * (1 - u) + high * u`, which
-    cannot overflow where `low + (high - low) * u` would for far-apart
-    bounds. `kernels` computes the same expression, operation for operation.
-    """
-    dtype = np.result_type(low, high)
-    u = unit(key, counters, dtype)
-    with np.errstate(over="ignore"):  # only for bounds near the dtype's limits
-        return low * (dtype.type(1.0) - u) + high * u
-
-
-def below(key, counters, size):
-    """Uniform draws in [0, size), exactly uniform: draws past the last whole
-    multiple of `size` are rejected (at most `size / 2**64` of them).
-
-    Returns:
-        The accepted draws as a uint64 array, in counter order; shorter than
-        `counters` by the rejections.
-    """
-    x = bits(key, counters)
-    limit = (2**64 // size) * size  # draws below it fall evenly onto [0, size)
-    if limit < 2**64:
-        x = x[x < np.uint64(limit)]
-    return x % np.uint64(size)
-
-
-def distinct(size, want, key):
-    """A boolean (size,) array with exactly `want` True entries, uniformly at random.
-
-    Round `r` draws exactly the shortfall `want - have` positions with
-    replacement (counters 0, 1, ... of `round_key(key, r)`), marking each;
-    the process stops the moment the `want`-th distinct position is hit, so
-    by symmetry every subset of that size is equally likely. With
-    `want <= size / 2` the shortfall at least halves each round: O(want)
-    draws in all. `kernels.distinct_marks` visits the same draws.
-
-    Example:
-    >>> mask = distinct(10, 3, key=42)
-    >>> int(mask.sum()), bool(np.array_equal(mask, distinct(10, 3, key=42)))
-    (3, True)
-    """
-    if not 0 <= want <= size:
-        raise ValueError(f"Cannot pick {want!r} distinct positions of {size}.")
-    hits = np.zeros(size, dtype=bool)
-    have, round_ = 0, 0
-    while have < want:
-        hits[below(round_key(key, round_), np.arange(want - have), size)] = True
-        have = int(np.count_nonzero(hits))
-        round_ += 1
-    return hits
+_VARIANCE_SCALING = (
+    keras.initializers.VarianceScaling,
+    keras.initializers.GlorotUniform,
+    keras.initializers.GlorotNormal,
+    keras.initializers.HeUniform,
+    keras.initializers.HeNormal,
+    keras.initializers.LecunUniform,
+    keras.initializers.LecunNormal,
+)

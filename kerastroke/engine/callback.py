@@ -7,7 +7,6 @@ from keras.src.utils import io_utils
 
 import attrs
 
-from kerastroke.accel import host
 from kerastroke.core import checks, seeds
 from kerastroke.engine import fit_checks, initializers, optimizer_state, persistence, targets
 from kerastroke.engine import writer as write
@@ -180,6 +179,7 @@ class PlasticityCallback(keras.callbacks.Callback):
         self._positions = None
         self._warned_no_target = False
         self._bound = {}
+        self._plan = None
         self._resuming = False
         self._last_iteration = 0
         self._epoch_changed = 0
@@ -224,6 +224,7 @@ class PlasticityCallback(keras.callbacks.Callback):
         self._targets = found or None
         self._positions = targets.positions(model)
         self._bound = {}
+        self._plan = None
         return found
 
     def variable_seed(self, variable, step):
@@ -287,8 +288,6 @@ class PlasticityCallback(keras.callbacks.Callback):
             # weights; they were updated before the hold ran at each step.
             for variable in self._resolved():
                 persistence.hold_again(variable)
-        # Buffers kept for the next application's writes are not needed now.
-        host.release()
 
     # -- applying ------------------------------------------------------------
 
@@ -321,13 +320,10 @@ class PlasticityCallback(keras.callbacks.Callback):
             # An optimizer's moving average (`use_ema=True`) replaces the
             # weights at the end of `fit`: it gets the same write.
             follow = self.reset_optimizer or optimizer_state.has_averages(getattr(model, "optimizer", None))
-            changed = write.write_model(
-                variables,
-                self.rules_for,
-                step,
+            changed = self._writer(variables).write(
+                rule_amounts,
                 lambda variable: self.variable_seed(variable, step),
                 seeds.derive(self.seed, step),
-                rule_amounts,
                 changed=self._after_write if follow else None,
                 zeros=counted,
             )
@@ -346,6 +342,12 @@ class PlasticityCallback(keras.callbacks.Callback):
                 f"'{model.name}'; {result['sparsity']:.2%} are zero."
             )
         return result
+
+    def _writer(self, variables):
+        """The writer's plan for the current targets, built at the first application."""
+        if self._plan is None or self._plan.variables != variables:
+            self._plan = write.Plan(variables, self.rules_for, name=type(self).__name__)
+        return self._plan
 
     def _after_write(self, variable, changed):
         optimizer = getattr(self._targets_model, "optimizer", None)

@@ -1,24 +1,38 @@
 """The one place where weights are written.
 
-`apply_rules` is pure: it runs a list of rules over one weight tensor and
-returns the new tensor with the number of entries that changed.
-`write_model` does that for a callback's variables and assigns the results
-only once every rule has succeeded on every variable, so a failure leaves
-the model as it was.
+An application runs every rule on every targeted variable in three steps:
+
+1. `Plan` (built once per callback and model) groups the variables: those of
+   one shape and dtype whose rules are equal (and that have no constraint of
+   their own) are stacked on a leading axis, so one call of a piece acts on
+   all of them.
+2. `Plan.compute` runs one function over every group: for each rule in
+   order, a global-scope selection over all groups first, else each group's
+   selection, then its mutation; then the entries changed and the zeros of
+   the result. Step, amounts and seeds are inputs, so the function is built
+   once per set of active rules and reused; it is compiled where the backend
+   compiles (`kerastroke.accel.compile`) when every piece has its batched,
+   traceable form (`select_batch` / `mutate_batch`), and otherwise runs
+   eagerly, calling plain pieces variable by variable.
+3. `commit` assigns every new value, once all of them exist: a piece that
+   fails, or a mutator that makes a selected entry NaN or infinite, leaves
+   the model as it was.
+
+`apply_rules` is the same computation on one tensor, as a pure function.
 """
 
+import collections
 import math
 import numbers
+import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
-from kerastroke import selectors
-from kerastroke.accel import host, kernels
-from kerastroke.core import arrays, seeds
+from kerastroke import accel
+from kerastroke.core import arrays, hashing, picking, seeds
 from kerastroke.engine import persistence
-
 
 def _describe(index, rule, piece, where):
     place = f" on variable '{where}'" if where else ""
@@ -81,15 +95,15 @@ def amounts(rules, step):
     return result
 
 
-def _checked(result, shape, dtype, index, rule, piece, where, on_host=False):
-    """`result` as a tensor (a NumPy array if `on_host`), checked for shape and dtype."""
+def _checked(result, shape, dtype, index, rule, piece, where):
+    """A plain piece's `result` as a tensor, checked for shape and dtype."""
     if result is None:
         raise TypeError(
             f"{_describe(index, rule, piece, where)}: it returned None instead of "
             f"{'a bool mask' if piece == 'selector' else 'new values'} of shape {shape}."
         )
     try:
-        result = np.asarray(result) if on_host else arrays.tensor(result)
+        result = arrays.tensor(result)
     except Exception as exc:
         _reraise_with_context(exc, f"{_describe(index, rule, piece, where)}: its result is not an array")
     problems = []
@@ -102,292 +116,180 @@ def _checked(result, shape, dtype, index, rule, piece, where, on_host=False):
     return result
 
 
-def _select(rule, index, current, amount, seed, where):
-    try:
-        mask = rule.selector(current, amount, seed)
-    except Exception as exc:
-        _reraise_with_context(exc, _describe(index, rule, "selector", where))
-    return _checked(mask, arrays.shape(current), "bool", index, rule, "selector", where)
 
 
-def _refuse_non_finite(bad, index, rule, where):
-    """Raises if `bad` (entries a mutator made NaN or infinite) has any."""
-    count = arrays.count(bad)
-    if count:
-        raise ValueError(
-            f"{_describe(index, rule, 'mutator', where)}: it gave {count} selected entries a NaN or "
-            "infinite value; nothing was written. New values must be finite."
-        )
-
-
-def _rule_seed(seed, index):
-    return seeds.derive(seed, "rule", index)
-
-
-def _step(rule, index, current, amount, seed, where, mask=None):
-    """One rule on one tensor: select (unless `mask` is given), mutate, merge."""
-    rule_seed = _rule_seed(seed, index)
-    if mask is None:
-        mask = _select(rule, index, current, amount, seeds.derive(rule_seed, "select"), where)
-    try:
-        new = rule.mutator(current, mask, seeds.derive(rule_seed, "mutate"))
-    except Exception as exc:
-        _reraise_with_context(exc, _describe(index, rule, "mutator", where))
-    new = _checked(new, arrays.shape(current), arrays.dtype_name(current), index, rule, "mutator", where)
-    # Only values that become non-finite at selected entries: weights that
-    # were NaN or inf already (selected or not) are the model's own. A
-    # finite sum settles the usual case in one pass (torch's CPU `isfinite`
-    # costs 3x a sum); NaN, inf or an overflowing sum take the exact check.
-    if not np.isfinite(arrays.to_numpy(ops.sum(new))):
-        introduced = ops.logical_and(ops.logical_not(ops.isfinite(new)), ops.isfinite(current))
-        _refuse_non_finite(ops.logical_and(mask, introduced), index, rule, where)
-    if getattr(rule.mutator, "keeps_unselected", False):
-        # Built-in mutators already leave unselected entries bit-identical
-        # (property-tested); merging again would cost a full pass.
-        return new
-    return arrays.merge(mask, new, current)
-
-
-def _differs(new, original, xp=ops):
+def _differs(new, original):
     """Entries whose value changed; a NaN that stays NaN has not, nor a zero
     that changes sign.
 
-    `xp` is `keras.ops` for backend tensors or `numpy` for host arrays.
-    Backend tensors are compared on their bit patterns: TensorFlow's CPU
-    kernels compare a subnormal as zero.
+    Compared on the bit patterns: TensorFlow's CPU kernels compare a
+    subnormal as zero.
     """
-    both_nan = xp.logical_and(xp.isnan(new), xp.isnan(original))
-    if xp is np:
-        return xp.logical_and(xp.not_equal(new, original), xp.logical_not(both_nan))
     int_dtype = arrays.bits_dtype(arrays.dtype_name(original))
     same_bits = ops.equal(ops.view(new, int_dtype), ops.view(original, int_dtype))
+    both_nan = ops.logical_and(ops.isnan(new), ops.isnan(original))
     both_zero = ops.logical_and(arrays.is_zero(new), arrays.is_zero(original))
-    same = ops.logical_or(same_bits, ops.logical_or(both_nan, both_zero))
-    return ops.logical_not(same)
+    return ops.logical_not(ops.logical_or(same_bits, ops.logical_or(both_nan, both_zero)))
 
 
-def _constrained(variable, new):
-    """`new` through the variable's own constraint (`kernel_constraint=...`), as
+def _constrained(constraint, path, new):
+    """`new` through a variable's own constraint (`kernel_constraint=...`), as
     Keras applies it after every optimizer step: written values obey it too.
 
     The whole tensor goes through it, as in Keras (a norm constraint rescales
     every entry of a column), and only for variables that have one.
     """
-    constraint = persistence.own_constraint(variable)
-    if constraint is None:
-        return new
     try:
         result = arrays.tensor(constraint(new))
     except Exception as exc:
         _reraise_with_context(
-            exc, f"kerastroke: the constraint {constraint!r} of variable '{variable.path}' failed on the new values"
+            exc, f"kerastroke: the constraint {constraint!r} of variable '{path}' failed on the new values"
         )
     if arrays.shape(result) != arrays.shape(new):
         raise ValueError(
-            f"kerastroke: the constraint {constraint!r} of variable '{variable.path}' returned shape "
+            f"kerastroke: the constraint {constraint!r} of variable '{path}' returned shape "
             f"{arrays.shape(result)} instead of {arrays.shape(new)}; nothing was written."
         )
     return ops.cast(result, arrays.dtype_name(new))
 
 
-def _run(current, rules, rule_amounts, seed, where):
-    """Every rule with a non-zero amount, in order, on one tensor."""
-    for index, (rule, amount) in enumerate(zip(rules, rule_amounts)):
-        if amount:
-            current = _step(rule, index, current, amount, seed, where)
-    return current
 
 
-def apply_rules(weights, rules, step, seed, where="", rule_amounts=None):
-    """Applies `rules` in order to one weight tensor; pure.
-
-    Rule `i` draws with seeds derived from `(seed, i)`, so adding a rule never
-    changes what the others draw. Every rule acts on this tensor alone (a
-    rule with `scope="global"` needs the other tensors: see `write_model`).
-
-    Args:
-        weights: Tensor or NumPy array.
-        rules: Sequence of `Rule`.
-        step: The step passed to each rule's schedule.
-        seed: Python int for this tensor at this step.
-        where: A name for error messages (the variable's path).
-        rule_amounts: Precomputed `amounts(rules, step)`, to skip the schedules.
-
-    Returns:
-        `(new_weights, changed)`: a tensor of the same shape and dtype, and the
-        number of entries whose value differs from the input (NaN kept as NaN
-        does not count).
-    """
-    original = arrays.tensor(weights)
-    if rule_amounts is None:
-        rule_amounts = amounts(rules, step)
-    current = _run(original, rules, rule_amounts, seed, where)
-    if current is original:
-        return original, 0
-    return current, arrays.count(_differs(current, original))
+def _batched(piece, method):
+    """A piece's batched form, or None: the capability the piece protocol declares."""
+    return getattr(piece, method, None)
 
 
-def _global_masks(rule, index, currents, amount, seed):
-    """Runs a global-scope selector once over all tensors; one mask per tensor."""
-    wide = "float64" if any(arrays.dtype_name(c) == "float64" for c in currents) else "float32"
-    flat = ops.concatenate([ops.reshape(ops.cast(c, wide), (-1,)) for c in currents])
-    mask = _select(rule, index, flat, amount, seeds.derive(seed, "global", index), "all targeted variables")
-    masks, offset = [], 0
-    for current in currents:
-        size = math.prod(arrays.shape(current))
-        masks.append(ops.reshape(mask[offset:offset + size], arrays.shape(current)))
-        offset += size
-    return masks
+def traceable(rule):
+    """True if both of the rule's pieces have their batched form."""
+    return _batched(rule.selector, "select_batch") is not None and _batched(rule.mutator, "mutate_batch") is not None
 
 
-def _by_index_limit(mutator):
-    """The largest selected fraction for which `_write_drawn` writes by index.
+class _Group:
+    """Variables stacked and run together: one shape, one dtype, equal rules."""
 
-    A mutator that fills one value merges densely with a single `where`,
-    cheaper than an index per entry once more than 1/8 of the entries are
-    selected (an index and a value cost ~8-16 bytes per entry against ~4 per
-    entry for a dense float32 write). Any other drawing mutator places its
-    values by index either way.
-    """
-    return 1 / 8 if getattr(mutator, "fills_one_value", False) else 1.0
+    def __init__(self, variable, rules):
+        self.variables = [variable]
+        self.rules = rules
+        self.shape = arrays.shape(variable)
+        self.dtype = arrays.dtype_name(variable)
+        self.constraint = persistence.own_constraint(variable)
 
-
-def _compiled_selection(rule, amount, size, dtype, rule_seed):
-    """What `kernels` needs to run `rule`'s selector, or None if it cannot.
-
-    Returns `("marks", bitmap)` for `random_fraction` (the picks of
-    `arrays.choose` on all entries, drawn the same way) or `("range", lo,
-    hi)` for `value_range` at amount 1 (the bounds `arrays.in_range` uses).
-    """
-    # Exact types: a subclass may select differently.
-    if type(rule.selector) is selectors.RandomFraction:
-        k = round(amount * size)
-        if 2 * k > size:
-            return None  # `arrays.choose` draws the complement: not a loop here
-        return "marks", arrays.random_marks(size, k, seeds.derive(rule_seed, "select"))
-    if type(rule.selector) is selectors.ValueRange and amount == 1.0:
-        low, high = rule.selector.low, rule.selector.high
-        return "range", arrays.at_least(low, dtype), arrays.at_most(high, dtype)
-    return None
+    def takes(self, variable, rules):
+        return (
+            self.constraint is None
+            and persistence.own_constraint(variable) is None
+            and arrays.shape(variable) == self.shape
+            and arrays.dtype_name(variable) == self.dtype
+            and rules == self.rules
+        )
 
 
-def _compiled(variable, rule, index, amount, seed):
-    """Runs one built-in rule with `kernels`' compiled loops, if they can.
-
-    Returns:
-        `(new, changed, zeros)`: the tensor to assign (None if nothing
-        changed), the entries changed and the zeros of the result; or None
-        (nothing done) when the loops cannot run it: another piece, a dtype
-        they lack, weights not in host memory, or no Numba.
-    """
-    if not (kernels.available() and kernels.fills(rule.mutator)):
-        return None
-    dtype = arrays.dtype_name(variable)
-    if dtype not in kernels.DTYPES:
-        return None
-    value = variable.value
-    weights = host.view(value)
-    if weights is None:
-        return None
-    rule_seed = _rule_seed(seed, index)
-    selection = _compiled_selection(rule, amount, weights.size, dtype, rule_seed)
-    if selection is None:
-        return None
-    try:
-        fill = kernels.Fill(rule.mutator, dtype, seeds.derive(rule_seed, "mutate"))
-    except ValueError:
-        # Bounds or a value the dtype cannot hold: the pure pieces raise it,
-        # with context, if and only if an entry is selected.
-        return None
-    flat = weights.reshape(-1)
-    if selection[0] == "marks":
-        new, changed, zeros = kernels.marked(flat, selection[1], fill)
-    else:
-        new, changed, zeros = kernels.in_range(flat, selection[1], selection[2], fill)
-    del weights, flat, value
-    return (host.lend(new.reshape(arrays.shape(variable))) if changed else None), changed, zeros
+def _grouped(variables, rules_of):
+    groups = []
+    for variable in variables:
+        rules = rules_of(variable)
+        for group in groups:
+            if group.takes(variable, rules):
+                group.variables.append(variable)
+                break
+        else:
+            groups.append(_Group(variable, rules))
+    return groups
 
 
-def _drawn(variable, rule, index, amount, seed):
-    """The by-index path of `write_model` for a rule whose mutator has `values_at`.
-
-    `mutator(w, mask, seed)` equals `w` with `mutator.values_at(dtype,
-    positions, seed)` put at the mask's flat positions, so only those entries
-    are drawn and compared, and the merge is one copy plus an indexed store.
-    Indices, comparison and merge run in NumPy on the host: on TensorFlow's
-    CPU kernels a `nonzero` or a scatter into a copy costs several times
-    more, and NumPy's fresh buffers do not pay TensorFlow's page faults.
-
-    The new tensor is assigned whole. TensorFlow's in-place
-    `scatter_nd_update` would save the copy, but it switches the variable to
-    copy-on-read for good: every later read, each training step's included,
-    would copy the whole variable.
-
-    Returns:
-        `(new, changed)`: the tensor to assign (None if nothing changed) and
-        the number of entries changed.
-    """
-    rule_seed = _rule_seed(seed, index)
-    original = arrays.tensor(variable.value)
-    mask = _select(rule, index, original, amount, seeds.derive(rule_seed, "select"), variable.path)
-    host_mask = ops.convert_to_numpy(mask)
-    selected = int(np.count_nonzero(host_mask))
-    if not selected:
-        return None, 0
-    if selected > host_mask.size * _by_index_limit(rule.mutator):
-        new = _step(rule, index, original, amount, seed, variable.path, mask)
-        changed = arrays.count(_differs(new, original))
-        return (new if changed else None), changed
-    del mask
-    dtype = arrays.dtype_name(original)
-    index_dtype = np.int32 if host_mask.size < 2**31 else np.int64
-    flat = np.flatnonzero(host_mask).astype(index_dtype, copy=False)
-    del host_mask
-    try:
-        values = rule.mutator.values_at(dtype, flat, seeds.derive(rule_seed, "mutate"))
-    except Exception as exc:
-        _reraise_with_context(exc, _describe(index, rule, "mutator", variable.path))
-    values = _checked(values, (selected,), dtype, index, rule, "mutator", variable.path, on_host=True)
-    new = host.copy(original)
-    del original
-    flat_new = new.reshape(-1)
-    old = flat_new[flat]
-    _refuse_non_finite(np.logical_and(~np.isfinite(values), np.isfinite(old)), index, rule, variable.path)
-    changed = int(np.count_nonzero(_differs(values, old, xp=np)))
-    if not changed:
-        return None, 0
-    flat_new[flat] = values
-    return host.lend(new), changed
-
-
-def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=None, zeros=None):
-    """Applies rules to several variables: computes every new value, then assigns.
+class Plan:
+    """How one callback's rules are applied to one model's variables.
 
     Args:
-        variables: The Keras variables to write.
+        variables: The targeted Keras variables.
         rules_of: `variable -> list of Rule` (the callback binds initializers).
-        step: The step passed to each schedule.
-        seed_of: `variable -> int`, the seed of that variable's draws.
-        seed: The callback's seed at this step, for global-scope selections.
-        rule_amounts: `amounts(rules, step)`, the same for every variable.
-        changed: Optional `(variable, bool mask) -> None`, called for every
-            variable written, once every variable is assigned, with the
-            entries that changed.
-        zeros: Optional dict, given `{id(variable): entries exactly zero}`
-            for the variables whose zeros were counted on the way.
-
-    Returns:
-        The number of entries that changed, over all variables.
-
-    Nothing is assigned until every rule (and every layer constraint) has run
-    on every variable: a failure anywhere leaves every variable, and so the
-    optimizer state that `changed` resets, as it was.
+        name: Who applies it, for the message when it runs eagerly.
     """
-    writes = _compute(variables, rules_of, seed_of, seed, rule_amounts, with_masks=changed is not None)
-    if zeros is not None:
-        zeros.update({id(v): z for v, _, _, _, z in writes if z is not None})
-    commit([(v, new, differs) for v, new, count, differs, _ in writes if count], changed)
-    return sum(count for _, _, count, _, _ in writes)
+
+    def __init__(self, variables, rules_of, name="kerastroke"):
+        self.variables = list(variables)
+        self.groups = _grouped(self.variables, rules_of)
+        self.rules = rules_of(self.variables[0]) if self.variables else []
+        plain = [
+            (index, rule) for group in self.groups for index, rule in enumerate(group.rules) if not traceable(rule)
+        ]
+        self.batched = not plain
+        self.compile = self.batched
+        if plain:
+            index, rule = plain[0]
+            warnings.warn(
+                f"{name}: rule {index} ({rule.selector!r}, {rule.mutator!r}) has a piece without a "
+                "batched form (`select_batch` / `mutate_batch`), so its applications run eagerly, "
+                "variable by variable, rather than as one compiled call.",
+                stacklevel=4,
+            )
+        self._functions = {}
+
+    def write(self, rule_amounts, seed_of, seed, changed=None, zeros=None):
+        """Applies the rules at the given amounts; assigns only if every rule succeeds.
+
+        Args:
+            rule_amounts: `amounts(rules, step)`.
+            seed_of: `variable -> int`, the seed of that variable's draws.
+            seed: The callback's seed at this step, for global-scope selections.
+            changed: Optional `(variable, bool mask) -> None`, called for every
+                variable written, once every variable is assigned, with the
+                entries that changed.
+            zeros: Optional dict, given `{id(variable): entries exactly zero}`.
+
+        Returns:
+            The number of entries that changed, over all variables.
+        """
+        writes = self.compute(rule_amounts, seed_of, seed, with_masks=changed is not None)
+        if zeros is not None:
+            zeros.update({id(variable): zero_count for variable, _, _, _, zero_count in writes})
+        commit([(v, new, differs) for v, new, count, differs, _ in writes if count], changed)
+        return sum(count for _, _, count, _, _ in writes)
+
+    def compute(self, rule_amounts, seed_of, seed, with_masks=False):
+        """Every variable's new value, without assigning any.
+
+        Returns:
+            A list of `(variable, new, changed, differs, zeros)`: the new value,
+            the number of entries changed, their mask (only `with_masks`) and
+            the number of entries exactly zero in the new value.
+        """
+        if not self.variables:
+            return []
+        active = tuple("off" if not a else "full" if a == 1.0 else "part" for a in rule_amounts)
+        variant = (active, with_masks)
+        function = self._functions.get(variant)
+        if function is None:
+            function = _function(self.groups, active, with_masks, self.batched, self.compile)
+            self._functions[variant] = function
+        group_seeds = [[seed_of(variable) for variable in group.variables] for group in self.groups]
+        values = [[variable.value for variable in group.variables] for group in self.groups]
+        keys = [hashing.keys_of(group) for group in group_seeds]
+        amounts_in = np.asarray([float(a) for a in rule_amounts], dtype=picking.wide_float())
+        inputs = (values, keys, amounts_in, hashing.keys_of([seeds.derive(seed, "global")]))
+        if self.batched:
+            outputs = function(*inputs)
+        else:
+            outputs = function(*inputs, (group_seeds, seeds.derive(seed, "global")))
+        writes = []
+        for group, (news, changed, zero_counts, bad, differs) in zip(self.groups, outputs):
+            changed, zero_counts, bad = (arrays.to_numpy(x) for x in (changed, zero_counts, bad))
+            for row, variable in enumerate(group.variables):
+                for index in np.flatnonzero(bad[:, row]):
+                    rule = group.rules[index]
+                    raise ValueError(
+                        f"{_describe(index, rule, 'mutator', variable.path)}: it gave {int(bad[index, row])} "
+                        "selected entries a NaN or infinite value; nothing was written. New values must be finite."
+                    )
+                writes.append((
+                    variable,
+                    news[row],
+                    int(changed[row]),
+                    differs[row] if differs is not None else None,
+                    int(zero_counts[row]),
+                ))
+        return writes
 
 
 def commit(assignments, changed=None):
@@ -409,59 +311,176 @@ def commit(assignments, changed=None):
             changed(variable, differs)
 
 
-def _compute(variables, rules_of, seed_of, seed, rule_amounts, with_masks):
-    """Every variable's new value, without assigning any.
+def _rule_keys(keys, index, piece):
+    return hashing.derive(hashing.derive(keys, f"rule {index}"), piece)
+
+
+def _plain_seed(variable_seed, index, piece):
+    return seeds.derive(variable_seed, "rule", index, piece)
+
+
+def _select(rule, index, current, amount, keys, group_seeds, where):
+    """The rule's selection on a batch: batched, or row by row for a plain selector."""
+    select_batch = _batched(rule.selector, "select_batch")
+    if select_batch is not None:
+        return select_batch(current, amount, keys)
+    masks = []
+    for row, (variable_seed, path) in enumerate(zip(group_seeds, where)):
+        try:
+            mask = rule.selector(current[row], float(amount), _plain_seed(variable_seed, index, "select"))
+        except Exception as exc:
+            _reraise_with_context(exc, _describe(index, rule, "selector", path))
+        masks.append(_checked(mask, tuple(current.shape[1:]), "bool", index, rule, "selector", path))
+    return ops.stack(masks)
+
+
+def _mutate(rule, index, current, mask, keys, group_seeds, where):
+    """The rule's new values on a batch; entries outside `mask` keep their bits."""
+    mutate_batch = _batched(rule.mutator, "mutate_batch")
+    if mutate_batch is not None:
+        return mutate_batch(current, mask, keys)
+    news = []
+    dtype = arrays.dtype_name(current)
+    for row, (variable_seed, path) in enumerate(zip(group_seeds, where)):
+        try:
+            new = rule.mutator(current[row], mask[row], _plain_seed(variable_seed, index, "mutate"))
+        except Exception as exc:
+            _reraise_with_context(exc, _describe(index, rule, "mutator", path))
+        new = _checked(new, tuple(current.shape[1:]), dtype, index, rule, "mutator", path)
+        news.append(arrays.merge(mask[row], new, current[row]))
+    return ops.stack(news)
+
+
+def _global_masks(rule, index, currents, amount, keys, global_seed):
+    """A global-scope selection: once over every group's entries, split back per group."""
+    wide = "float64" if any(arrays.dtype_name(c) == "float64" for c in currents) else "float32"
+    flat = ops.concatenate([ops.reshape(ops.cast(c, wide), (-1,)) for c in currents])
+    everything = ops.expand_dims(flat, 0)
+    if keys is not None:
+        mask = _select(rule, index, everything, amount, keys, None, None)
+    else:
+        mask = _select(rule, index, everything, amount, None, [global_seed], ["all targeted variables"])
+    masks, offset = [], 0
+    for current in currents:
+        size = math.prod(current.shape)
+        masks.append(ops.reshape(mask[0, offset:offset + size], current.shape))
+        offset += size
+    return masks
+
+
+def _function(groups, active, with_masks, batched, compile_):
+    """The application function for these groups: compiled functions are shared
+    by every plan of the same structure (shapes, dtypes, rules, constraint), so
+    a second callback or model alike costs no second compilation."""
+    if not compile_:
+        return accel.eager(_application(groups, active, with_masks, batched))
+    structure = tuple(
+        (len(g.variables), g.shape, g.dtype, repr(g.rules), None if g.constraint is None else id(g.constraint))
+        for g in groups
+    )
+    key = (structure, active, with_masks)
+    function = _COMPILED.pop(key, None)
+    if function is None:
+        function = accel.compile(_application(groups, active, with_masks, batched))
+    _COMPILED[key] = function
+    while len(_COMPILED) > _COMPILED_KEPT:
+        _COMPILED.popitem(last=False)
+    return function
+
+
+# Compiled application functions by structure, least recently used first.
+_COMPILED = collections.OrderedDict()
+_COMPILED_KEPT = 64
+
+
+def _application(groups, active, with_masks, batched):
+    """The function that computes one application over every group.
+
+    `active[i]` is "off", "full" (amount 1: a selector takes every eligible
+    entry without ranking) or "part" for rule i; it and `with_masks` are
+    fixed per function, everything else is an input.
+    """
+    paths = [[variable.path for variable in group.variables] for group in groups]
+
+    def application(values, keys, amounts, global_keys, plain=None):
+        group_seeds, global_seed = plain if plain is not None else (None, None)
+        originals = [ops.stack([ops.convert_to_tensor(v) for v in group_values]) for group_values in values]
+        currents = list(originals)
+        bad = [[] for _ in groups]
+        for index, state in enumerate(active):
+            if state == "off":
+                continue
+            amount = 1.0 if state == "full" else amounts[index]
+            rules = [group.rules[index] for group in groups]
+            masks = [None] * len(groups)
+            if rules[0].scope == "global":
+                masks = _global_masks(
+                    rules[0], index, currents, amount,
+                    _rule_keys(global_keys, index, "select") if batched else None, global_seed,
+                )
+            for g, (rule, current) in enumerate(zip(rules, currents)):
+                plain = None if batched else group_seeds[g]
+                if masks[g] is None:
+                    masks[g] = _select(rule, index, current, amount, _rule_keys(keys[g], index, "select"),
+                                       plain, paths[g])
+                new = _mutate(rule, index, current, masks[g], _rule_keys(keys[g], index, "mutate"), plain, paths[g])
+                introduced = ops.logical_and(ops.logical_not(ops.isfinite(new)), ops.isfinite(current))
+                bad[g].append(picking.count(ops.logical_and(masks[g], introduced)))
+                currents[g] = new
+        outputs = []
+        for g, (group, original, current) in enumerate(zip(groups, originals, currents)):
+            if group.constraint is not None:
+                current = ops.expand_dims(_constrained(group.constraint, paths[g][0], current[0]), 0)
+            differs = _differs(current, original)
+            rows = len(group.variables)
+            outputs.append((
+                [current[row] for row in range(rows)],
+                picking.count(differs),
+                picking.count(arrays.is_zero(current)),
+                ops.stack(bad[g]) if bad[g] else ops.zeros((0, rows), dtype="int32"),
+                [differs[row] for row in range(rows)] if with_masks else None,
+            ))
+        return outputs
+
+    return application
+
+
+def apply_rules(weights, rules, step, seed, where="", rule_amounts=None):
+    """Applies `rules` in order to one weight tensor; pure.
+
+    The computation `Plan` runs for one variable: the same draws, bit for
+    bit, as an application that gives this tensor the seed `seed`.
+
+    Args:
+        weights: Tensor or NumPy array.
+        rules: Sequence of `Rule`.
+        step: The step passed to each rule's schedule.
+        seed: Python int for this tensor at this step.
+        where: A name for error messages (the variable's path).
+        rule_amounts: Precomputed `amounts(rules, step)`, to skip the schedules.
 
     Returns:
-        A list of `(variable, new, changed, differs, zeros)`: the tensor to
-        assign (unused when `changed` is 0), the entries changed, their mask
-        (only `with_masks`) and the zeros of the result where counted on the
-        way (else None).
+        `(new_weights, changed)`: a tensor of the same shape and dtype, and the
+        number of entries whose value differs from the input (NaN kept as NaN
+        does not count).
     """
-    if not variables:
-        return []
-    rules = rules_of(variables[0])
-    active = [index for index, amount in enumerate(rule_amounts) if amount]
-    if (
-        not with_masks
-        and len(active) == 1
-        and rules[active[0]].scope == "tensor"
-        and all(hasattr(rules_of(v)[active[0]].mutator, "values_at") for v in variables)
-        and all(persistence.own_constraint(v) is None for v in variables)
-    ):
-        # One rule whose new values do not depend on the old ones: draw,
-        # compare and scatter only the selected entries.
-        index = active[0]
-        writes = []
-        for variable in variables:
-            rule, amount, variable_seed = rules_of(variable)[index], rule_amounts[index], seed_of(variable)
-            compiled = _compiled(variable, rule, index, amount, variable_seed)
-            if compiled is None:
-                new, count = _drawn(variable, rule, index, amount, variable_seed)
-                writes.append((variable, new, count, None, None))
-            else:
-                new, count, zero_count = compiled
-                writes.append((variable, new, count, None, zero_count))
-        return writes
-    # One read per variable: every later use shares this tensor instead of re-reading it.
-    originals = [arrays.tensor(variable.value) for variable in variables]
-    currents = list(originals)
-    for index, amount in enumerate(rule_amounts):
-        if not amount:
-            continue
-        masks = [None] * len(variables)
-        if rules[index].scope == "global":
-            masks = _global_masks(rules[index], index, currents, amount, seed)
-        currents = [
-            _step(rules_of(v)[index], index, current, amount, seed_of(v), v.path, mask)
-            for v, current, mask in zip(variables, currents, masks)
-        ]
-    writes = []
-    for variable, original, new in zip(variables, originals, currents):
-        if new is original:
-            writes.append((variable, new, 0, None, None))
-            continue
-        new = _constrained(variable, new)
-        differs = _differs(new, original)
-        writes.append((variable, new, arrays.count(differs), differs if with_masks else None, None))
-    return writes
+    original = arrays.tensor(weights)
+    if rule_amounts is None:
+        rule_amounts = amounts(rules, step)
+    variable = _Value(original, where)
+    plan = Plan.__new__(Plan)
+    plan.variables, plan.rules, plan._functions = [variable], list(rules), {}
+    plan.groups = [_Group(variable, plan.rules)]
+    # Compiled like a callback's application (and sharing its compilation):
+    # the same function, so the same bits.
+    plan.batched = plan.compile = all(traceable(rule) for rule in plan.rules)
+    ((_, new, changed, _, _),) = plan.compute(rule_amounts, lambda _: seed, seed)
+    return (original, 0) if not changed else (new, changed)
+
+
+class _Value:
+    """A tensor standing in for a variable in `apply_rules`."""
+
+    def __init__(self, value, path):
+        self.value, self.path, self.constraint = value, path, None
+        self.shape, self.dtype = value.shape, value.dtype
