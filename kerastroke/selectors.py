@@ -332,3 +332,54 @@ class DropAndGrowSelection:
 smallest_magnitude = SmallestMagnitude
 smallest_units = SmallestUnits
 drop_and_grow = DropAndGrowSelection
+
+
+@register("selectors.gradient_drop_and_grow")
+@attrs.frozen
+class GradientDropAndGrowSelection:
+    """RigL's exchange step: drop the smallest |w|, grow at the largest |gradient|.
+
+    Picks `k = round(amount * active)` of the active (non-zero, finite)
+    entries with the smallest |w| to drop, and the `k` entries that are
+    exactly zero with the largest |gradient| to grow (Evci et al. 2020,
+    "Rigging the Lottery"). If fewer than `k` zero entries have a finite
+    gradient, both sides shrink to that number, so the number of non-zero
+    entries is unchanged. Ties at either threshold are broken at random from
+    `seed`; a NaN or infinite gradient is never grown, a NaN or infinite
+    weight never dropped. Use with `mutators.drop_and_grow`, which zeroes the
+    dropped entries and gives the grown ones new values.
+
+    It declares `inputs = ("gradient",)`: the engine passes the gradient of
+    the loss with respect to the weights (on the callback's `probe` batch)
+    as `gradient=`, an array of the weights' shape.
+
+    Example:
+    >>> import numpy as np
+    >>> w = np.array([0.0, 0.9, 0.0, -0.05, 0.4, 0.0], "float32")
+    >>> g = np.array([0.1, 0.0, -3.0, 0.0, 0.0, 0.2], "float32")
+    >>> gradient_drop_and_grow()(w, 0.34, seed=0, gradient=g).tolist()
+    [False, False, True, True, False, False]
+    """
+
+    inputs = ("gradient",)
+
+    def __call__(self, weights, amount, seed, *, gradient):
+        amount = checks.amount(amount)
+        w = arrays.tensor(weights)
+        g = arrays.tensor(gradient)
+        if arrays.shape(g) != arrays.shape(w):
+            raise ValueError(
+                f"`gradient` must have the weights' shape {arrays.shape(w)}. "
+                f"Received: gradient of shape {arrays.shape(g)}"
+            )
+        empty = arrays.is_zero(w)  # by bit pattern: a subnormal is not empty
+        active = ops.logical_and(ops.isfinite(w), ops.logical_not(empty))
+        growable = ops.logical_and(empty, ops.isfinite(g))
+        k = min(round(amount * arrays.count(active)), arrays.count(growable))
+        drop = smallest_scores(magnitude(w), active, k, seeds.derive(seed, "drop"))
+        # The largest |g| are the smallest negated magnitude keys.
+        grow = smallest_scores(ops.negative(magnitude(g)), growable, k, seeds.derive(seed, "grow"))
+        return arrays.like(ops.logical_or(drop, grow), weights)
+
+
+gradient_drop_and_grow = GradientDropAndGrowSelection

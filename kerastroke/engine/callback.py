@@ -9,7 +9,7 @@ import attrs
 
 from kerastroke.accel import host
 from kerastroke.core import checks, seeds
-from kerastroke.engine import fit_checks, initializers, optimizer_state, persistence, targets
+from kerastroke.engine import fit_checks, initializers, optimizer_state, persistence, probes, targets
 from kerastroke.engine import writer as write
 from kerastroke.engine.rule import Rule
 from kerastroke.engine.sparsity import zeros_and_size
@@ -38,6 +38,19 @@ def _frequency(frequency):
             f'`frequency` must be "epoch" or a positive number of batches. Received: frequency={frequency!r}'
         )
     return checks.integer("frequency", frequency, minimum=1)
+
+
+def _probe(probe, rules):
+    """The checked probe batch; required once a rule's selector declares inputs."""
+    probe = probes.check_probe(probe)
+    for index, rule in enumerate(rules):
+        names = probes.declared(rule.selector)
+        if names and probe is None:
+            raise ValueError(
+                f"`probe` must be given: rule {index}'s selector {rule.selector!r} declares the inputs "
+                f"{names}, measured on a probe batch. Pass probe=(x, y). Received: probe=None"
+            )
+    return probe
 
 
 def _verbose(verbose):
@@ -117,6 +130,10 @@ class PlasticityCallback(keras.callbacks.Callback):
             to remove the constraints after training.
         reset_optimizer: Zero the optimizer's per-entry state (Adam's moments,
             SGD's momentum) of every entry an application changed.
+        probe: `(x, y)` arrays of a batch, needed when a rule's selector
+            declares inputs (`selectors.gradient_drop_and_grow` declares
+            "gradient"): before each application they are measured on this
+            batch for every targeted variable (see `kerastroke.engine.probes`).
 
     Example:
     >>> import keras
@@ -157,6 +174,7 @@ class PlasticityCallback(keras.callbacks.Callback):
         name=None,
         persistent=False,
         reset_optimizer=False,
+        probe=None,
     ):
         super().__init__()
         self.rules = _rules(rules)
@@ -170,6 +188,7 @@ class PlasticityCallback(keras.callbacks.Callback):
         self._name_is_default = name is None
         self.persistent = checks.boolean("persistent", persistent)
         self.reset_optimizer = checks.boolean("reset_optimizer", reset_optimizer)
+        self.probe = _probe(probe, self.rules)
         if not (self.weights or self.biases):
             warnings.warn(
                 f"{type(self).__name__}: weights=False and biases=False: nothing will be changed.",
@@ -330,6 +349,7 @@ class PlasticityCallback(keras.callbacks.Callback):
                 rule_amounts,
                 changed=self._after_write if follow else None,
                 zeros=counted,
+                inputs=self._measure(variables, rule_amounts),
             )
             if self.persistent:
                 self._hold(variables)
@@ -346,6 +366,14 @@ class PlasticityCallback(keras.callbacks.Callback):
                 f"'{model.name}'; {result['sparsity']:.2%} are zero."
             )
         return result
+
+    def _measure(self, variables, rule_amounts):
+        """The inputs that the selectors of this application's rules declare, by variable."""
+        names = {name for rule, amount in zip(self.rules, rule_amounts) if amount
+                 for name in probes.declared(rule.selector)}
+        if not names or not variables:
+            return None
+        return probes.measure(names, self._targets_model, self.probe, variables)
 
     def _after_write(self, variable, changed):
         optimizer = getattr(self._targets_model, "optimizer", None)
@@ -420,6 +448,7 @@ class PlasticityCallback(keras.callbacks.Callback):
             "name": self.name,
             "persistent": self.persistent,
             "reset_optimizer": self.reset_optimizer,
+            "probe": self.probe,
         }
 
     @classmethod

@@ -17,7 +17,7 @@ from keras import ops
 from kerastroke import selectors
 from kerastroke.accel import host, kernels
 from kerastroke.core import arrays, seeds
-from kerastroke.engine import persistence
+from kerastroke.engine import persistence, probes
 
 
 def _describe(index, rule, piece, where):
@@ -102,12 +102,24 @@ def _checked(result, shape, dtype, index, rule, piece, where, on_host=False):
     return result
 
 
-def _select(rule, index, current, amount, seed, where):
+def _select(rule, index, current, amount, seed, where, inputs=None):
     try:
-        mask = rule.selector(current, amount, seed)
+        mask = rule.selector(current, amount, seed, **_declared_inputs(rule, index, inputs, where))
     except Exception as exc:
         _reraise_with_context(exc, _describe(index, rule, "selector", where))
     return _checked(mask, arrays.shape(current), "bool", index, rule, "selector", where)
+
+
+def _declared_inputs(rule, index, inputs, where):
+    """The inputs `rule.selector` declares (`probes.declared`), taken from `inputs`."""
+    names = probes.declared(rule.selector)
+    missing = [name for name in names if name not in (inputs or {})]
+    if missing:
+        raise ValueError(
+            f"{_describe(index, rule, 'selector', where)}: it declares the inputs {missing}, and "
+            "none was measured: give the callback a `probe=(x, y)` batch."
+        )
+    return {name: inputs[name] for name in names}
 
 
 def _refuse_non_finite(bad, index, rule, where):
@@ -124,11 +136,11 @@ def _rule_seed(seed, index):
     return seeds.derive(seed, "rule", index)
 
 
-def _step(rule, index, current, amount, seed, where, mask=None):
+def _step(rule, index, current, amount, seed, where, mask=None, inputs=None):
     """One rule on one tensor: select (unless `mask` is given), mutate, merge."""
     rule_seed = _rule_seed(seed, index)
     if mask is None:
-        mask = _select(rule, index, current, amount, seeds.derive(rule_seed, "select"), where)
+        mask = _select(rule, index, current, amount, seeds.derive(rule_seed, "select"), where, inputs)
     try:
         new = rule.mutator(current, mask, seeds.derive(rule_seed, "mutate"))
     except Exception as exc:
@@ -227,11 +239,18 @@ def apply_rules(weights, rules, step, seed, where="", rule_amounts=None):
     return current, arrays.count(_differs(current, original))
 
 
-def _global_masks(rule, index, currents, amount, seed):
+def _global_masks(rule, index, currents, amount, seed, inputs=None):
     """Runs a global-scope selector once over all tensors; one mask per tensor."""
     wide = "float64" if any(arrays.dtype_name(c) == "float64" for c in currents) else "float32"
     flat = ops.concatenate([ops.reshape(ops.cast(c, wide), (-1,)) for c in currents])
-    mask = _select(rule, index, flat, amount, seeds.derive(seed, "global", index), "all targeted variables")
+    # Each input the selector declares is joined like the weights.
+    flat_inputs = inputs and {
+        name: ops.concatenate([ops.reshape(ops.cast(i[name], wide), (-1,)) for i in inputs])
+        for name in probes.declared(rule.selector)
+    }
+    mask = _select(
+        rule, index, flat, amount, seeds.derive(seed, "global", index), "all targeted variables", flat_inputs
+    )
     masks, offset = [], 0
     for current in currents:
         size = math.prod(arrays.shape(current))
@@ -360,7 +379,8 @@ def _drawn(variable, rule, index, amount, seed):
     return host.lend(new), changed
 
 
-def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=None, zeros=None):
+def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=None, zeros=None,
+                inputs=None):
     """Applies rules to several variables: computes every new value, then assigns.
 
     Args:
@@ -375,6 +395,8 @@ def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=
             entries that changed.
         zeros: Optional dict, given `{id(variable): entries exactly zero}`
             for the variables whose zeros were counted on the way.
+        inputs: Optional `{id(variable): {name: tensor}}`, the inputs that
+            selectors declare (`probes.declared`), measured beforehand.
 
     Returns:
         The number of entries that changed, over all variables.
@@ -383,7 +405,8 @@ def write_model(variables, rules_of, step, seed_of, seed, rule_amounts, changed=
     on every variable: a failure anywhere leaves every variable, and so the
     optimizer state that `changed` resets, as it was.
     """
-    writes = _compute(variables, rules_of, seed_of, seed, rule_amounts, with_masks=changed is not None)
+    writes = _compute(variables, rules_of, seed_of, seed, rule_amounts, with_masks=changed is not None,
+                      inputs=inputs)
     if zeros is not None:
         zeros.update({id(v): z for v, _, _, _, z in writes if z is not None})
     commit([(v, new, differs) for v, new, count, differs, _ in writes if count], changed)
@@ -409,7 +432,7 @@ def commit(assignments, changed=None):
             changed(variable, differs)
 
 
-def _compute(variables, rules_of, seed_of, seed, rule_amounts, with_masks):
+def _compute(variables, rules_of, seed_of, seed, rule_amounts, with_masks, inputs=None):
     """Every variable's new value, without assigning any.
 
     Returns:
@@ -424,6 +447,7 @@ def _compute(variables, rules_of, seed_of, seed, rule_amounts, with_masks):
     active = [index for index, amount in enumerate(rule_amounts) if amount]
     if (
         not with_masks
+        and not inputs
         and len(active) == 1
         and rules[active[0]].scope == "tensor"
         and all(hasattr(rules_of(v)[active[0]].mutator, "values_at") for v in variables)
@@ -450,11 +474,12 @@ def _compute(variables, rules_of, seed_of, seed, rule_amounts, with_masks):
         if not amount:
             continue
         masks = [None] * len(variables)
+        measured = [(inputs or {}).get(id(v)) for v in variables]
         if rules[index].scope == "global":
-            masks = _global_masks(rules[index], index, currents, amount, seed)
+            masks = _global_masks(rules[index], index, currents, amount, seed, inputs and measured)
         currents = [
-            _step(rules_of(v)[index], index, current, amount, seed_of(v), v.path, mask)
-            for v, current, mask in zip(variables, currents, masks)
+            _step(rules_of(v)[index], index, current, amount, seed_of(v), v.path, mask, measured_v)
+            for v, current, mask, measured_v in zip(variables, currents, masks, measured)
         ]
     writes = []
     for variable, original, new in zip(variables, originals, currents):
