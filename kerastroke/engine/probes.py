@@ -48,6 +48,7 @@ def check_probe(probe):
     """
     if probe is None:
         return None
+    probe = _from_json(probe)
     if not isinstance(probe, (tuple, list)) or len(probe) != 2:
         raise TypeError(
             "`probe` must be a pair `(x, y)` of arrays: inputs and targets of a batch the loss "
@@ -61,6 +62,18 @@ def check_probe(probe):
             f"Received: probe with leading dimensions {sorted(lengths)}"
         )
     return x, y
+
+
+def _from_json(value):
+    """Arrays in Keras's JSON form (`{"class_name": "__numpy__", ...}`, as a
+    config saved with `keras.saving.serialize_keras_object` holds them) as arrays."""
+    if isinstance(value, dict) and value.get("class_name") == "__numpy__":
+        return keras.saving.deserialize_keras_object(value)
+    if isinstance(value, dict):
+        return {key: _from_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_from_json(item) for item in value)
+    return value
 
 
 def _short(value):

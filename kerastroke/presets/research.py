@@ -10,6 +10,7 @@ import keras
 from kerastroke import schedules
 from kerastroke.core import checks
 from kerastroke import mutators, selectors
+from kerastroke.engine import probes
 from kerastroke.engine.rule import Rule
 from kerastroke.presets.base import Preset
 
@@ -221,6 +222,11 @@ class RigL(Preset):
                          name=name, persistent=True, reset_optimizer=reset_optimizer, probe=probe)
         # The checked probe (NumPy arrays, a tuple) is what the config keeps.
         self._params["probe"] = self.probe
+
+    @classmethod
+    def from_config(cls, config):
+        # A config that went through Keras's JSON holds the arrays in its own form.
+        return super().from_config({**config, "probe": probes.check_probe(config.get("probe"))})
 
 
 @keras.saving.register_keras_serializable(package="kerastroke")
