@@ -26,9 +26,14 @@ _values = st.sampled_from([0.0, 0.0, 0.5, -0.25, 1.0, -2.0, 0.01, 3.0])
 _gradients = st.floats(-4, 4, width=32) | st.sampled_from([np.nan, np.inf, -np.inf, 0.0])
 
 
+# A few shapes: the selector flattens whatever it gets, and every new shape
+# costs the eager JAX backend fresh compilations.
+_SHAPES = [(7,), (3, 5), (2, 3, 4)]
+
+
 @st.composite
 def _weights_and_gradient(draw):
-    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, max_side=6))
+    shape = draw(st.sampled_from(_SHAPES))
     w = draw(hnp.arrays(np.float32, shape, elements=_values | st.sampled_from([np.nan, np.inf])))
     g = draw(hnp.arrays(np.float32, shape, elements=_gradients))
     return w, g
@@ -76,13 +81,12 @@ def test_pure_same_seed_same_mask_inputs_untouched(pair, amount, seed):
 
 
 @given(
-    hnp.arrays(np.float32, st.integers(2, 40), elements=_values),
-    hnp.arrays(np.float32, 40, elements=st.floats(-4, 4, width=32)),
+    hnp.arrays(np.float32, 24, elements=_values),
+    hnp.arrays(np.float32, 24, elements=st.floats(-4, 4, width=32)),
     ks.amounts,
     st.integers(0, 1000),
 )
 def test_with_drop_and_grow_values_the_number_of_nonzeros_is_kept(w, g, amount, seed):
-    g = g[: w.size]
     mask = _select(w, amount, seed, g)
     new = ks.to_numpy(mutators.drop_and_grow(mutators.zero())(w, mask, seed))
     assert int((new != 0).sum()) == int((w != 0).sum())
@@ -174,7 +178,6 @@ def test_probe_gradients_change_nothing_in_the_model():
         keras.layers.Dropout(0.5), keras.layers.Dense(3),
     ])
     model.compile("adam", "mse", metrics=["mae"])
-    model.fit(_X, _Y, epochs=1, verbose=0)
     before = [np.array(keras.ops.convert_to_numpy(v)) for v in model.variables]
     first = probes.gradients(model, _X, _Y, model.trainable_variables)
     second = probes.gradients(model, _X, _Y, model.trainable_variables)
@@ -350,6 +353,14 @@ def test_a_selector_declaring_an_unknown_input_fails_at_construction():
         PlasticityCallback(Rule(_WantsCurvature(), mutators.zero()), probe=(_X, _Y))
 
 
+def test_the_writer_names_a_declared_input_it_was_not_given():
+    from kerastroke.engine import writer
+
+    rule = Rule(selectors.gradient_drop_and_grow(), mutators.drop_and_grow(mutators.zero()))
+    with pytest.raises(ValueError, match=r"rule 0 .*declares the inputs \['gradient'\].*probe=\(x, y\)"):
+        writer.apply_rules(_W, [rule], step=0, seed=0)
+
+
 def _same_config(a, b):
     np.testing.assert_equal(a, b)  # arrays compared by value, lists and tuples alike
 
@@ -399,11 +410,11 @@ def test_fit_keeps_the_sparsity_and_exchanges_until_end():
         keras.Input((10,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2),
     ])
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    rigl = RigL(sparsity=0.75, drop_fraction=0.3, probe=(x[:32], y[:32]), end=12, frequency=3, seed=0)
+    rigl = RigL(sparsity=0.75, drop_fraction=0.3, probe=(x[:32], y[:32]), end=8, frequency=3, seed=0)
     recorder = _RecordEveryBatch()
-    history = model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, callbacks=[rigl, recorder])
-    # 6 batches per epoch, applications at optimizer steps 3, 6, ..., 18; recorded steps are 1..18.
-    applied = {3, 6, 9, 12, 15, 18}
+    history = model.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, callbacks=[rigl, recorder])
+    # 6 batches per epoch, applications at optimizer steps 3, 6, 9, 12; recorded steps are 1..12.
+    applied = {3, 6, 9, 12}
     for step, kernels in enumerate(recorder.kernels, start=1):
         if step < 3:
             continue
@@ -414,10 +425,14 @@ def test_fit_keeps_the_sparsity_and_exchanges_until_end():
                 assert ((now == 0) == (later == 0)).all(), step  # held between applications
     exchanged = [
         any(((a == 0) != (b == 0)).any() for a, b in zip(recorder.kernels[s - 2], recorder.kernels[s - 1]))
-        for s in (6, 9, 15, 18)
+        for s in (6, 9, 12)
     ]
-    assert exchanged == [True, True, False, False]  # f(step) is 0 from end=12 on
+    assert exchanged == [True, False, False]  # f(step) is 0 from end=8 on
     assert all(math.isfinite(v) for v in history.history["loss"])
+    assert 'default "rigl"' in RigL.__doc__ and "`rigl_changed`" in RigL.__doc__
+    assert history.history["rigl_changed"][0] > 0
+    assert kerastroke.strip(model) is model
+    assert all(v.constraint is None for v in model.trainable_variables)
     assert history.history["rigl_sparsity"][-1] == pytest.approx(
         sum(k.size - round(0.25 * k.size) for k in recorder.kernels[-1]) / sum(k.size for k in recorder.kernels[-1])
     )

@@ -103,8 +103,9 @@ def _checked(result, shape, dtype, index, rule, piece, where, on_host=False):
 
 
 def _select(rule, index, current, amount, seed, where, inputs=None):
+    declared = _declared_inputs(rule, index, inputs, where)
     try:
-        mask = rule.selector(current, amount, seed, **_declared_inputs(rule, index, inputs, where))
+        mask = rule.selector(current, amount, seed, **declared)
     except Exception as exc:
         _reraise_with_context(exc, _describe(index, rule, "selector", where))
     return _checked(mask, arrays.shape(current), "bool", index, rule, "selector", where)
@@ -243,11 +244,12 @@ def _global_masks(rule, index, currents, amount, seed, inputs=None):
     """Runs a global-scope selector once over all tensors; one mask per tensor."""
     wide = "float64" if any(arrays.dtype_name(c) == "float64" for c in currents) else "float32"
     flat = ops.concatenate([ops.reshape(ops.cast(c, wide), (-1,)) for c in currents])
-    # Each input the selector declares is joined like the weights.
-    flat_inputs = inputs and {
-        name: ops.concatenate([ops.reshape(ops.cast(i[name], wide), (-1,)) for i in inputs])
-        for name in probes.declared(rule.selector)
-    }
+    flat_inputs = None
+    if inputs is not None:  # each input the selector declares, joined like the weights
+        flat_inputs = {
+            name: ops.concatenate([ops.reshape(ops.cast(i[name], wide), (-1,)) for i in inputs])
+            for name in probes.declared(rule.selector)
+        }
     mask = _select(
         rule, index, flat, amount, seeds.derive(seed, "global", index), "all targeted variables", flat_inputs
     )
@@ -470,13 +472,13 @@ def _compute(variables, rules_of, seed_of, seed, rule_amounts, with_masks, input
     # One read per variable: every later use shares this tensor instead of re-reading it.
     originals = [arrays.tensor(variable.value) for variable in variables]
     currents = list(originals)
+    measured = [inputs.get(id(v)) for v in variables] if inputs else [None] * len(variables)
     for index, amount in enumerate(rule_amounts):
         if not amount:
             continue
         masks = [None] * len(variables)
-        measured = [(inputs or {}).get(id(v)) for v in variables]
         if rules[index].scope == "global":
-            masks = _global_masks(rules[index], index, currents, amount, seed, inputs and measured)
+            masks = _global_masks(rules[index], index, currents, amount, seed, measured if inputs else None)
         currents = [
             _step(rules_of(v)[index], index, current, amount, seed_of(v), v.path, mask, measured_v)
             for v, current, mask, measured_v in zip(variables, currents, masks, measured)
