@@ -393,3 +393,56 @@ class DropAndGrowSelection:
 smallest_magnitude = SmallestMagnitude
 smallest_units = SmallestUnits
 drop_and_grow = DropAndGrowSelection
+
+
+@register("selectors.gradient_drop_and_grow")
+@attrs.frozen
+class GradientDropAndGrowSelection:
+    """RigL's exchange step: drop the smallest |w|, grow at the largest |gradient|.
+
+    Picks `k = round(amount * active)` of the active (non-zero, finite)
+    entries with the smallest |w| to drop, and the `k` entries that are
+    exactly zero with the largest |gradient| to grow (Evci et al. 2020,
+    "Rigging the Lottery"). If fewer than `k` zero entries have a finite
+    gradient, both sides shrink to that number, so the number of non-zero
+    entries is unchanged. Ties at either threshold are broken at random from
+    `seed`; a NaN or infinite gradient is never grown, a NaN or infinite
+    weight never dropped. Use with `mutators.drop_and_grow`, which zeroes the
+    dropped entries and gives the grown ones new values.
+
+    It declares `inputs = ("gradient",)`: the engine passes the gradient of
+    the loss with respect to the weights (on the callback's `probe` batch)
+    as `gradient=`, an array of the weights' shape.
+
+    Example:
+    >>> import numpy as np
+    >>> w = np.array([0.0, 0.9, 0.0, -0.05, 0.4, 0.0], "float32")
+    >>> g = np.array([0.1, 0.0, -3.0, 0.0, 0.0, 0.2], "float32")
+    >>> gradient_drop_and_grow()(w, 0.34, seed=0, gradient=g).tolist()
+    [False, False, True, True, False, False]
+    """
+
+    inputs = ("gradient",)
+
+    def __call__(self, weights, amount, seed, *, gradient):
+        w, g = arrays.tensor(weights), arrays.tensor(gradient)
+        if arrays.shape(g) != arrays.shape(w):
+            raise ValueError(
+                f"`gradient` must have the weights' shape {arrays.shape(w)}. "
+                f"Received: gradient of shape {arrays.shape(g)}"
+            )
+        return _single(lambda batch, a, keys: self.select_batch(batch, a, keys, gradient=ops.expand_dims(g, 0)),
+                       weights, amount, seed)
+
+    def select_batch(self, weights, amount, keys, *, gradient):
+        empty = arrays.is_zero(weights)  # by bit pattern: a subnormal is not empty
+        active = ops.logical_and(ops.isfinite(weights), ops.logical_not(empty))
+        growable = ops.logical_and(empty, ops.isfinite(gradient))
+        k = ops.minimum(picking.to_pick(amount, picking.count(active)), picking.count(growable))
+        drop = picking.smallest(magnitude(weights), active, k, hashing.derive(keys, "drop"))
+        # The largest |g| are the smallest negated magnitude keys.
+        grow = picking.smallest(ops.negative(magnitude(gradient)), growable, k, hashing.derive(keys, "grow"))
+        return ops.logical_or(drop, grow)
+
+
+gradient_drop_and_grow = GradientDropAndGrowSelection

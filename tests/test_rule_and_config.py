@@ -76,6 +76,8 @@ def test_every_built_in_piece_round_trips_through_a_json_config(piece):
 # One example of each built-in, with an input to check that the rebuilt piece acts the same.
 _W = np.array([[-0.5, 0.0, 0.02], [0.3, -0.01, 2.0]], np.float32)
 _MASK = np.array([[True, False, True], [False, True, False]])
+# Inputs for the selectors that declare them (`inputs = ("gradient",)`).
+_INPUTS = {"gradient": np.array([[0.1, -3.0, 0.0], [0.2, 0.0, -0.5]], np.float32)}
 _EXAMPLES = [
     selectors.random_fraction(),
     selectors.value_range(-0.05, 0.05),
@@ -90,6 +92,7 @@ _EXAMPLES = [
     selectors.smallest_magnitude(among=selectors.value_range(-1.0, 1.0)),
     selectors.smallest_units(order=1),
     selectors.drop_and_grow(),
+    selectors.gradient_drop_and_grow(),
     mutators.normal(0.01, mean=0.5),
     mutators.initializer("ones"),
     mutators.shrink_perturb(0.5, 0.1, initializer="ones"),
@@ -106,7 +109,8 @@ def _behaviour(piece):
         return [piece(step) for step in range(8)]
     if type(piece).__module__ == "kerastroke.mutators":
         return ks.bits(piece(_W, _MASK, 7)).tolist()
-    return np.asarray(piece(_W, 0.5, 7)).tolist()
+    inputs = {name: _INPUTS[name] for name in getattr(piece, "inputs", ())}
+    return np.asarray(piece(_W, 0.5, 7, **inputs)).tolist()
 
 
 def test_the_examples_cover_every_registered_built_in():

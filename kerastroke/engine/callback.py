@@ -8,7 +8,7 @@ from keras.src.utils import io_utils
 import attrs
 
 from kerastroke.core import checks, seeds
-from kerastroke.engine import fit_checks, initializers, optimizer_state, persistence, targets
+from kerastroke.engine import fit_checks, initializers, optimizer_state, persistence, probes, targets
 from kerastroke.engine import writer as write
 from kerastroke.engine.rule import Rule
 from kerastroke.engine.sparsity import zeros_and_size
@@ -37,6 +37,19 @@ def _frequency(frequency):
             f'`frequency` must be "epoch" or a positive number of batches. Received: frequency={frequency!r}'
         )
     return checks.integer("frequency", frequency, minimum=1)
+
+
+def _probe(probe, rules):
+    """The checked probe batch; required once a rule's selector declares inputs."""
+    probe = probes.check_probe(probe)
+    for index, rule in enumerate(rules):
+        names = probes.declared(rule.selector)
+        if names and probe is None:
+            raise ValueError(
+                f"`probe` must be given: rule {index}'s selector {rule.selector!r} declares the inputs "
+                f"{names}, measured on a probe batch. Pass probe=(x, y). Received: probe=None"
+            )
+    return probe
 
 
 def _verbose(verbose):
@@ -116,6 +129,10 @@ class PlasticityCallback(keras.callbacks.Callback):
             to remove the constraints after training.
         reset_optimizer: Zero the optimizer's per-entry state (Adam's moments,
             SGD's momentum) of every entry an application changed.
+        probe: `(x, y)` arrays of a batch, needed when a rule's selector
+            declares inputs (`selectors.gradient_drop_and_grow` declares
+            "gradient"): before each application they are measured on this
+            batch for every targeted variable (see `kerastroke.engine.probes`).
 
     Example:
     >>> import keras
@@ -156,6 +173,7 @@ class PlasticityCallback(keras.callbacks.Callback):
         name=None,
         persistent=False,
         reset_optimizer=False,
+        probe=None,
     ):
         super().__init__()
         self.rules = _rules(rules)
@@ -169,6 +187,7 @@ class PlasticityCallback(keras.callbacks.Callback):
         self._name_is_default = name is None
         self.persistent = checks.boolean("persistent", persistent)
         self.reset_optimizer = checks.boolean("reset_optimizer", reset_optimizer)
+        self.probe = _probe(probe, self.rules)
         if not (self.weights or self.biases):
             warnings.warn(
                 f"{type(self).__name__}: weights=False and biases=False: nothing will be changed.",
@@ -326,6 +345,7 @@ class PlasticityCallback(keras.callbacks.Callback):
                 seeds.derive(self.seed, step),
                 changed=self._after_write if follow else None,
                 zeros=counted,
+                inputs=self._measure(variables, rule_amounts),
             )
             if self.persistent:
                 self._hold(variables)
@@ -348,6 +368,14 @@ class PlasticityCallback(keras.callbacks.Callback):
         if self._plan is None or self._plan.variables != variables:
             self._plan = write.Plan(variables, self.rules_for, name=type(self).__name__)
         return self._plan
+
+    def _measure(self, variables, rule_amounts):
+        """The inputs that the selectors of this application's rules declare, by variable."""
+        names = {name for rule, amount in zip(self.rules, rule_amounts) if amount
+                 for name in probes.declared(rule.selector)}
+        if not names or not variables:
+            return None
+        return probes.measure(names, self._targets_model, self.probe, variables)
 
     def _after_write(self, variable, changed):
         optimizer = getattr(self._targets_model, "optimizer", None)
@@ -422,6 +450,7 @@ class PlasticityCallback(keras.callbacks.Callback):
             "name": self.name,
             "persistent": self.persistent,
             "reset_optimizer": self.reset_optimizer,
+            "probe": self.probe,
         }
 
     @classmethod

@@ -14,7 +14,15 @@ from kerastroke.core import checks, serialization
 
 
 class Selector(Protocol):
-    """`select(weights, amount, seed) -> bool mask` of the weights' shape."""
+    """`select(weights, amount, seed) -> bool mask` of the weights' shape.
+
+    A selector that needs more than the weights declares it with a class
+    attribute `inputs`, a tuple of names from `kerastroke.engine.probes.INPUTS`
+    (`inputs = ("gradient",)`). The callback then measures each named input
+    for every targeted variable on its `probe` batch before an application,
+    and the engine passes it as a keyword argument of the weights' shape:
+    `select(weights, amount, seed, gradient=g)`.
+    """
 
     def __call__(self, weights: Any, amount: float, seed: int) -> Any: ...
 

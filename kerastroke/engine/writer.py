@@ -226,7 +226,7 @@ class Plan:
             )
         self._functions = {}
 
-    def write(self, rule_amounts, seed_of, seed, changed=None, zeros=None):
+    def write(self, rule_amounts, seed_of, seed, changed=None, zeros=None, inputs=None):
         """Applies the rules at the given amounts; assigns only if every rule succeeds.
 
         Args:
@@ -237,17 +237,20 @@ class Plan:
                 variable written, once every variable is assigned, with the
                 entries that changed.
             zeros: Optional dict, given `{id(variable): entries exactly zero}`.
+            inputs: `{id(variable): {name: tensor}}`, what the selectors
+                declare in their `inputs` (e.g. "gradient"), measured by the
+                callback before the application.
 
         Returns:
             The number of entries that changed, over all variables.
         """
-        writes = self.compute(rule_amounts, seed_of, seed, with_masks=changed is not None)
+        writes = self.compute(rule_amounts, seed_of, seed, with_masks=changed is not None, inputs=inputs)
         if zeros is not None:
             zeros.update({id(variable): zero_count for variable, _, _, _, zero_count in writes})
         commit([(v, new, differs) for v, new, count, differs, _ in writes if count], changed)
         return sum(count for _, _, count, _, _ in writes)
 
-    def compute(self, rule_amounts, seed_of, seed, with_masks=False):
+    def compute(self, rule_amounts, seed_of, seed, with_masks=False, inputs=None):
         """Every variable's new value, without assigning any.
 
         Returns:
@@ -258,20 +261,23 @@ class Plan:
         if not self.variables:
             return []
         active = tuple("off" if not a else "full" if a == 1.0 else "part" for a in rule_amounts)
-        variant = (active, with_masks)
+        _check_inputs(self.rules, active, inputs)
+        names = tuple(sorted(next(iter(inputs.values())))) if inputs else ()
+        variant = (active, with_masks, names)
         function = self._functions.get(variant)
         if function is None:
-            function = _function(self.groups, active, with_masks, self.batched, self.compile)
+            function = _function(self.groups, active, with_masks, names, self.batched, self.compile)
             self._functions[variant] = function
         group_seeds = [[seed_of(variable) for variable in group.variables] for group in self.groups]
         values = [[variable.value for variable in group.variables] for group in self.groups]
         keys = [hashing.keys_of(group) for group in group_seeds]
         amounts_in = np.asarray([float(a) for a in rule_amounts], dtype=picking.wide_float())
-        inputs = (values, keys, amounts_in, hashing.keys_of([seeds.derive(seed, "global")]))
+        extras = [{name: [inputs[id(v)][name] for v in group.variables] for name in names} for group in self.groups]
+        arguments = (values, keys, amounts_in, hashing.keys_of([seeds.derive(seed, "global")]), extras)
         if self.batched:
-            outputs = function(*inputs)
+            outputs = function(*arguments)
         else:
-            outputs = function(*inputs, (group_seeds, seeds.derive(seed, "global")))
+            outputs = function(*arguments, (group_seeds, seeds.derive(seed, "global")))
         writes = []
         for group, (news, changed, zero_counts, bad, differs) in zip(self.groups, outputs):
             changed, zero_counts, bad = (arrays.to_numpy(x) for x in (changed, zero_counts, bad))
@@ -311,6 +317,21 @@ def commit(assignments, changed=None):
             changed(variable, differs)
 
 
+def _check_inputs(rules, active, inputs):
+    """Every input an active rule's selector declares was measured."""
+    for index, (rule, state) in enumerate(zip(rules, active)):
+        declared = getattr(rule.selector, "inputs", ())
+        if state == "off" or not declared:
+            continue
+        measured = next(iter(inputs.values()), {}) if inputs else {}
+        missing = [name for name in declared if name not in measured]
+        if missing:
+            raise ValueError(
+                f"{_describe(index, rule, 'selector', '')}: it declares the inputs {missing}, and none "
+                "was measured: give the callback a `probe=(x, y)` batch."
+            )
+
+
 def _rule_keys(keys, index, piece):
     return hashing.derive(hashing.derive(keys, f"rule {index}"), piece)
 
@@ -319,15 +340,23 @@ def _plain_seed(variable_seed, index, piece):
     return seeds.derive(variable_seed, "rule", index, piece)
 
 
-def _select(rule, index, current, amount, keys, group_seeds, where):
-    """The rule's selection on a batch: batched, or row by row for a plain selector."""
+def _select(rule, index, current, amount, keys, group_seeds, where, extras=None):
+    """The rule's selection on a batch: batched, or row by row for a plain selector.
+
+    A selector that declares `inputs` (e.g. `("gradient",)`) gets each as a
+    keyword argument of the batch's shape.
+    """
+    declared = {name: extras[name] for name in getattr(rule.selector, "inputs", ())}
     select_batch = _batched(rule.selector, "select_batch")
     if select_batch is not None:
-        return select_batch(current, amount, keys)
+        return select_batch(current, amount, keys, **declared)
     masks = []
     for row, (variable_seed, path) in enumerate(zip(group_seeds, where)):
+        row_inputs = {name: value[row] for name, value in declared.items()}
         try:
-            mask = rule.selector(current[row], float(amount), _plain_seed(variable_seed, index, "select"))
+            mask = rule.selector(
+                current[row], float(amount), _plain_seed(variable_seed, index, "select"), **row_inputs
+            )
         except Exception as exc:
             _reraise_with_context(exc, _describe(index, rule, "selector", path))
         masks.append(_checked(mask, tuple(current.shape[1:]), "bool", index, rule, "selector", path))
@@ -351,15 +380,20 @@ def _mutate(rule, index, current, mask, keys, group_seeds, where):
     return ops.stack(news)
 
 
-def _global_masks(rule, index, currents, amount, keys, global_seed):
+def _together(tensors):
+    """Batches of several groups as one row: every entry, flat, in the widest float."""
+    wide = "float64" if any(arrays.dtype_name(t) == "float64" for t in tensors) else "float32"
+    return ops.expand_dims(ops.concatenate([ops.reshape(ops.cast(t, wide), (-1,)) for t in tensors]), 0)
+
+
+def _global_masks(rule, index, currents, amount, keys, global_seed, extras):
     """A global-scope selection: once over every group's entries, split back per group."""
-    wide = "float64" if any(arrays.dtype_name(c) == "float64" for c in currents) else "float32"
-    flat = ops.concatenate([ops.reshape(ops.cast(c, wide), (-1,)) for c in currents])
-    everything = ops.expand_dims(flat, 0)
+    everything = _together(currents)
+    together = {name: _together([extra[name] for extra in extras]) for name in getattr(rule.selector, "inputs", ())}
     if keys is not None:
-        mask = _select(rule, index, everything, amount, keys, None, None)
+        mask = _select(rule, index, everything, amount, keys, None, None, together)
     else:
-        mask = _select(rule, index, everything, amount, None, [global_seed], ["all targeted variables"])
+        mask = _select(rule, index, everything, amount, None, [global_seed], ["all targeted variables"], together)
     masks, offset = [], 0
     for current in currents:
         size = math.prod(current.shape)
@@ -368,7 +402,7 @@ def _global_masks(rule, index, currents, amount, keys, global_seed):
     return masks
 
 
-def _function(groups, active, with_masks, batched, compile_):
+def _function(groups, active, with_masks, names, batched, compile_):
     """The application function for these groups: compiled functions are shared
     by every plan of the same structure (shapes, dtypes, rules, constraint), so
     a second callback or model alike costs no second compilation."""
@@ -378,7 +412,7 @@ def _function(groups, active, with_masks, batched, compile_):
         (len(g.variables), g.shape, g.dtype, repr(g.rules), None if g.constraint is None else id(g.constraint))
         for g in groups
     )
-    key = (structure, active, with_masks)
+    key = (structure, active, with_masks, names)
     function = _COMPILED.pop(key, None)
     if function is None:
         function = accel.compile(_application(groups, active, with_masks, batched))
@@ -402,8 +436,9 @@ def _application(groups, active, with_masks, batched):
     """
     paths = [[variable.path for variable in group.variables] for group in groups]
 
-    def application(values, keys, amounts, global_keys, plain=None):
+    def application(values, keys, amounts, global_keys, extras, plain=None):
         group_seeds, global_seed = plain if plain is not None else (None, None)
+        extras = [{name: ops.stack(list(tensors)) for name, tensors in extra.items()} for extra in extras]
         originals = [ops.stack([ops.convert_to_tensor(v) for v in group_values]) for group_values in values]
         currents = list(originals)
         bad = [[] for _ in groups]
@@ -416,13 +451,13 @@ def _application(groups, active, with_masks, batched):
             if rules[0].scope == "global":
                 masks = _global_masks(
                     rules[0], index, currents, amount,
-                    _rule_keys(global_keys, index, "select") if batched else None, global_seed,
+                    _rule_keys(global_keys, index, "select") if batched else None, global_seed, extras,
                 )
             for g, (rule, current) in enumerate(zip(rules, currents)):
                 plain = None if batched else group_seeds[g]
                 if masks[g] is None:
                     masks[g] = _select(rule, index, current, amount, _rule_keys(keys[g], index, "select"),
-                                       plain, paths[g])
+                                       plain, paths[g], extras[g])
                 new = _mutate(rule, index, current, masks[g], _rule_keys(keys[g], index, "mutate"), plain, paths[g])
                 introduced = ops.logical_and(ops.logical_not(ops.isfinite(new)), ops.isfinite(current))
                 bad[g].append(picking.count(ops.logical_and(masks[g], introduced)))

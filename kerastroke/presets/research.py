@@ -1,4 +1,4 @@
-"""Presets from the research literature: magnitude pruning, SET, shrink-and-perturb.
+"""Presets from the research literature: magnitude pruning, SET, RigL, shrink-and-perturb.
 
 Each is a `PlasticityCallback` with a fixed rule list; their parameters are
 checked at construction like every other piece, and `get_config` gives back
@@ -10,6 +10,7 @@ import keras
 from kerastroke import schedules
 from kerastroke.core import checks
 from kerastroke import mutators, selectors
+from kerastroke.engine import probes
 from kerastroke.engine.rule import Rule
 from kerastroke.presets.base import Preset
 
@@ -121,6 +122,111 @@ class SET(Preset):
         ]
         super().__init__(rules, layers=layers, frequency=frequency, seed=seed, verbose=verbose,
                          name=name, persistent=True, reset_optimizer=reset_optimizer)
+
+
+def _drop_schedule(drop_fraction, end):
+    """RigL's cosine decay of `drop_fraction` over `end` steps; constant without `end`."""
+    if end is None:
+        return _amount_schedule("drop_fraction", drop_fraction)
+    end = checks.integer("end", end, minimum=1)
+    if callable(drop_fraction):
+        raise ValueError(
+            "`end` sets the cosine decay of a float `drop_fraction`; a schedule given as "
+            f"`drop_fraction` already decays. Received: drop_fraction={drop_fraction!r}, end={end!r}"
+        )
+    return schedules.cosine(checks.fraction("drop_fraction", drop_fraction), end)
+
+
+@keras.saving.register_keras_serializable(package="kerastroke")
+class RigL(Preset):
+    """Rigged Lottery sparse training (Evci et al. 2020, "Rigging the Lottery:
+    Making All Tickets Winners", ICML).
+
+    At every application step `t`:
+
+    1. each kernel is pruned to `sparsity` by magnitude (the first application
+       sparsifies the dense network; afterwards this only holds the count);
+    2. with `f(t) = drop_fraction / 2 * (1 + cos(pi * t / end))` for `t < end`
+       and 0 from `end` on (`schedules.cosine`; a constant `drop_fraction`
+       without `end`), the `k = round(f(t) * active)` non-zero entries with
+       the smallest |w| are dropped (set to zero) and `k` entries that are
+       zero grow: those with the largest |dL/dw|, the gradient of the
+       model's compiled loss on the `probe` batch, measured at the weights of
+       this step before anything is written;
+    3. grown entries start at zero, as in the paper: at the dtype's smallest
+       normal value (1.2e-38 for float32, 6.1e-5 for float16), so that they
+       count as non-zero and are not held, and the number of non-zero entries
+       stays `round((1 - sparsity) * size)`;
+    4. with `reset_optimizer`, the optimizer state (Adam's moments, SGD's
+       momentum) of the dropped and grown entries is zeroed.
+
+    Zeros are held between applications (a variable constraint: a saved model
+    reloads without it; attach the callback again to go on training, as for
+    `MagnitudePruning`). The paper's settings are `drop_fraction=0.3`, an
+    update every 100 optimizer steps (`frequency=100`) and `end` at 75% of
+    the training steps.
+
+    Where this simplifies the paper: every kernel gets the same sparsity
+    (not the Erdos-Renyi-Kernel distribution); training starts dense and is
+    sparsified at the first application (with the callback API that is the
+    first chance to act), and the gradients of that first exchange are
+    those of the dense weights; the gradient is measured on the fixed
+    `probe` batch in inference mode (no dropout, batch normalization from its
+    moving statistics), not on the current training batch; an entry dropped
+    at an application is not regrown at the same one (the growth candidates
+    are the entries that were zero before it).
+
+    Args:
+        sparsity: Fraction of each kernel held at zero, in [0, 1], or a
+            schedule `step -> fraction`.
+        drop_fraction: Fraction of the non-zero entries exchanged per
+            application at step 0 (the paper's alpha, 0.3), or a schedule.
+        probe: `(x, y)` arrays of the batch the gradient is measured on, as
+            `model(x)` and the compiled loss take them. Required. A larger
+            batch gives a less noisy gradient at the cost of one forward and
+            backward pass over it per application.
+        end: Steps over which `drop_fraction` decays to 0 (int >= 1), after
+            which nothing is exchanged; None keeps it constant. Steps are
+            epochs, or optimizer steps at batch frequency.
+        grow: Mutator for the grown entries; default `mutators.zero()` (the
+            paper's zero, nudged to the smallest normal value as above).
+        frequency: "epoch", or every N optimizer steps.
+        reset_optimizer: Zero the optimizer state of dropped and grown entries.
+        layers, seed, verbose: As for `PlasticityCallback`.
+        name: Prefix of the keys in `logs`, default "rigl": each application
+            logs `rigl_changed`, `rigl_fraction` and `rigl_sparsity`.
+
+    Example:
+    >>> import numpy as np
+    >>> from kerastroke import RigL
+    >>> x, y = np.zeros((64, 10), "float32"), np.zeros((64,), "int32")
+    >>> rigl = RigL(sparsity=0.9, drop_fraction=0.3, probe=(x, y), end=3000, frequency=100, seed=0)
+    >>> [round(rigl.rules[1].schedule(step), 3) for step in (0, 1500, 3000)]
+    [0.3, 0.15, 0.0]
+    >>> # model.fit(x_train, y_train, epochs=20, callbacks=[rigl])
+    """
+
+    default_name = "rigl"
+
+    def __init__(self, sparsity=0.9, drop_fraction=0.3, probe=None, end=None, grow=None,
+                 frequency="epoch", reset_optimizer=True, layers=None, seed=None, verbose=0, name=None):
+        self._keep(sparsity=sparsity, drop_fraction=drop_fraction, probe=probe, end=end, grow=grow,
+                   frequency=frequency, reset_optimizer=reset_optimizer, layers=layers)
+        grow = mutators.zero() if grow is None else checks.callable_("grow", grow)
+        rules = [
+            Rule(selectors.smallest_magnitude(), mutators.zero(), _amount_schedule("sparsity", sparsity)),
+            Rule(selectors.gradient_drop_and_grow(), mutators.drop_and_grow(grow),
+                 _drop_schedule(drop_fraction, end)),
+        ]
+        super().__init__(rules, layers=layers, frequency=frequency, seed=seed, verbose=verbose,
+                         name=name, persistent=True, reset_optimizer=reset_optimizer, probe=probe)
+        # The checked probe (NumPy arrays, a tuple) is what the config keeps.
+        self._params["probe"] = self.probe
+
+    @classmethod
+    def from_config(cls, config):
+        # A config that went through Keras's JSON holds the arrays in its own form.
+        return super().from_config({**config, "probe": probes.check_probe(config.get("probe"))})
 
 
 @keras.saving.register_keras_serializable(package="kerastroke")
