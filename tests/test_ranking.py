@@ -30,8 +30,9 @@ def expected(keys, eligible, k, tiebreak=None):
 
 @st.composite
 def problems(draw, dtype="int32", with_tiebreak=None):
-    rows = draw(st.integers(1, 4))
-    size = draw(st.integers(1, 12))
+    # Few distinct shapes: eager JAX compiles each op (and each loop) once per shape.
+    rows = draw(st.integers(1, 3))
+    size = draw(st.integers(1, 8))
     bits = 32 if dtype == "int32" else 64
     full = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
     # Narrow ranges make ties; the full range reaches the extremes.
@@ -65,7 +66,6 @@ def check(keys, eligible, k, tiebreak, mask):
     assert np.array_equal(mask, expected(keys, eligible, k, tiebreak))
 
 
-@ks.examples(2)
 @given(problem=problems())
 def test_smallest_takes_exactly_the_k_smallest_eligible(problem):
     keys, eligible, k, tiebreak = problem
