@@ -242,21 +242,58 @@ def unit(key, counters, dtype="float32"):
     return ops.multiply(_add(ops.multiply(high, np.float64(2.0**26)), low), np.float64(2.0**-53))
 
 
+# Significand pieces for exact products (see `uniform`): float32 values in
+# pieces of at most 12 bits, float64 bounds in 2 pieces of at most 27 bits and
+# float64 draws in 3 pieces of at most 18 bits.
+_PIECES = {
+    "float32": {"bound": (12,), "draw": (12,), "int": "int32", "mantissa": 23},
+    "float64": {"bound": (26,), "draw": (18, 18), "int": "int64", "mantissa": 52},
+}
+
+
+def _split(x, dtype, widths):
+    """`x` as a sum of pieces: each of the first ones keeps the top `width` significant bits
+    of what is left (by masking the bit pattern), the last one is the exact remainder."""
+    spec = _PIECES[dtype]
+    kind = np.int32 if spec["int"] == "int32" else np.int64
+    pieces = []
+    for width in widths:
+        mask = kind(-(1 << (spec["mantissa"] - width + 1)))
+        head = ops.view(ops.bitwise_and(ops.view(x, spec["int"]), mask), dtype)
+        pieces.append(head)
+        x = ops.subtract(x, head)  # exact: `head` is `x` with low bits cleared
+    return pieces + [x]
+
+
 def uniform(key, counters, low, high, dtype="float32"):
     """Uniform floats in [low, high] (rounding may reach `high`): `low*(1-u) + high*u`.
 
     The convex combination cannot overflow where `low + (high - low) * u`
-    would for far-apart bounds. It is computed in float32 or float64; for
-    float16 and bfloat16 it is computed in float32 and rounded once at the end.
+    would for far-apart bounds. It is evaluated so that compilers cannot
+    change its bits: XLA contracts a product and a sum into one fused
+    multiply-add (TensorFlow's XLA does on CPUs; GPUs do), which rounds once
+    where NumPy rounds twice. So every product here is exact: the bounds, `u`
+    and `1 - u` are split into pieces of few significant bits (bit masks and
+    exact subtractions), their pairwise products need no rounding, and the sum
+    `sum over (i, j) of (low_i * (1-u)_j + high_i * u_j)` is taken in a fixed
+    order (bound pieces outer, draw pieces inner). The result is within an ulp
+    or two of `low*(1-u) + high*u` and the same bits on every backend, compiled
+    or not, for finite bounds away from the subnormal range.
+
+    It is computed in float32 or float64; for float16 and bfloat16 in float32
+    and rounded once at the end.
 
     Args:
         key: int32 of shape (2,) or (R, 2), as for `bits`.
         counters: int32 counters, as for `bits`.
-        low, high: Python floats or scalar (or broadcastable) tensors.
+        low, high: Finite Python floats or scalar (or broadcastable) tensors.
         dtype: A float dtype name.
 
     Returns:
         A tensor of `dtype`.
+
+    Raises:
+        ValueError: For a dtype that is not a float dtype.
 
     Example:
     >>> import numpy as np
@@ -267,18 +304,36 @@ def uniform(key, counters, low, high, dtype="float32"):
     dtype = keras.backend.standardize_dtype(dtype)
     if dtype not in ("float16", "bfloat16", "float32", "float64"):
         raise ValueError(f"`dtype` must be a float dtype. Received: dtype={dtype!r}")
-    # In float64 both products are exact (24-bit factors for float32 draws), so
-    # the sum is rounded once, and a compiler that fuses the multiply and the
-    # add (XLA does, on the CPU) cannot change the result: the same bits
-    # compiled or eager, on every backend. Without float64 (JAX without
-    # 64-bit mode) it runs in float32, where a fused multiply-add may round
-    # some draws differently in the last bit.
-    work = "float64" if dtype == "float64" or _has_float64() else "float32"
-    u = unit(key, counters, "float64" if dtype == "float64" else "float32")
-    u = ops.cast(u, work)
-    low = ops.cast(low, work)
-    high = ops.cast(high, work)
-    value = _add(ops.multiply(low, ops.subtract(np.array(1.0, work), u)), ops.multiply(high, u))
+    work = "float64" if dtype == "float64" else "float32"
+    u = unit(key, counters, work)
+    rest = ops.subtract(np.array(1.0, work), u)  # exact: u is a multiple of 2**-24 (2**-53)
+    widths = _PIECES[work]
+    low, high = ops.cast(low, work), ops.cast(high, work)
+    lows = _split(low, work, widths["bound"])
+    highs = _split(high, work, widths["bound"])
+    # Negated bounds split into the negated pieces (masks keep the sign).
+    negative_lows = _split(ops.negative(low), work, widths["bound"])
+    negative_highs = _split(ops.negative(high), work, widths["bound"])
+    rests = _split(rest, work, widths["draw"])
+    draws = _split(u, work, widths["draw"])
+    # Only subtractions of products, never additions or negations of them: Grappler
+    # (tf.function) turns `a - (-b)` into `a + b` and then a chain of additions into
+    # one AddN, which sums in another order. `a - (-b)` is `a + b` bit for bit.
+    value = None
+    for i in range(len(lows)):
+        for rest_piece, draw_piece in zip(rests, draws):
+            if value is None:  # (low * rest) - (-high * draw)
+                value = ops.subtract(
+                    ops.multiply(lows[i], rest_piece), ops.multiply(negative_highs[i], draw_piece)
+                )
+            else:  # value - ((-low * rest) - (high * draw))
+                value = ops.subtract(
+                    value,
+                    ops.subtract(
+                        ops.multiply(negative_lows[i], rest_piece),
+                        ops.multiply(highs[i], draw_piece),
+                    ),
+                )
     return value if work == dtype else ops.cast(value, dtype)
 
 
@@ -295,5 +350,6 @@ def keys_of(seeds_):
     """
     from kerastroke.core import seeds
 
-    words = np.stack([key_words(seeds.key(seed)) for seed in seeds_]) if len(seeds_) else np.zeros((0, 2), np.int32)
-    return ops.convert_to_tensor(words)
+    if not len(seeds_):
+        return ops.convert_to_tensor(np.zeros((0, 2), np.int32))
+    return ops.convert_to_tensor(np.stack([key_words(seeds.key(seed)) for seed in seeds_]))

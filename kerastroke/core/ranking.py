@@ -38,32 +38,31 @@ def count(mask):
     return ops.cast(ops.sum(ops.cast(mask, "int32"), axis=-1), "int32")
 
 
-def _kth(values, k, dtype):
+def _kth(values, k, dtype, width=None):
     """Each row's k-th smallest value (1 <= k <= N), by bisection over the bits.
 
     Builds the largest `t` with `count(values < t) < k`, most significant bit
-    first, starting from the dtype's minimum: the top bit is the sign, so its
-    candidate is 0; below it a candidate is `t` plus one power of two.
-    Entries equal to the dtype's maximum never count as below a candidate,
-    which is how callers leave entries out.
+    first. Over all `width` bits of the dtype it starts from the minimum (the
+    top bit is the sign: adding it wraps the minimum to 0); over fewer bits,
+    for values known to lie in [0, 2**width) apart from left-out entries, it
+    starts from 0. Entries equal to the dtype's maximum never count as below
+    a candidate, which is how callers leave entries out. The bits are visited
+    in a `fori_loop` (a compiled loop under XLA, a Python loop on PyTorch) so
+    the traced program stays small.
     """
     low, _ = _LIMITS[dtype]
-    width = 32 if dtype == "int32" else 64
-    kind = np.int32 if dtype == "int32" else np.int64
-    # The sign bit first: its candidate is 0.
-    threshold = ops.full(ops.shape(k), low, dtype=dtype)
-    below = count(ops.less(values, ops.expand_dims(ops.zeros_like(threshold), 1)))
-    threshold = ops.where(ops.less(below, k), ops.zeros_like(threshold), threshold)
+    full = 32 if dtype == "int32" else 64
+    width = full if width is None else width
+    start = low if width == full else 0
+    one = ops.ones((), dtype=dtype)
 
-    def step(index, threshold):
-        # One loop body for every lower bit: compiled once, not once per bit.
-        bit = ops.subtract(kind(width - 2), ops.cast(index, dtype))
-        candidate = ops.add(threshold, ops.left_shift(kind(1), bit))
+    def step(i, threshold):
+        bit = ops.cast(width - 1 - i, dtype)
+        candidate = ops.add(threshold, ops.left_shift(one, bit))  # wraps at the top bit
         below = count(ops.less(values, ops.expand_dims(candidate, 1)))
         return ops.where(ops.less(below, k), candidate, threshold)
 
-    threshold = ops.fori_loop(0, width - 1, step, threshold)
-    return threshold
+    return ops.fori_loop(0, width, step, ops.full(ops.shape(k), start, dtype=dtype))
 
 
 def smallest(keys, eligible, k, tiebreak=None):
@@ -134,24 +133,29 @@ def smallest(keys, eligible, k, tiebreak=None):
     threshold = _kth(candidates, ops.maximum(want, 1), dtype)
     below = ops.less(candidates, ops.expand_dims(threshold, 1))
     ties = ops.logical_and(eligible, ops.equal(keys, ops.expand_dims(threshold, 1)))
-    need = ops.expand_dims(ops.subtract(want, count(below)), 1)
-    if tiebreak is None:
-        # The first `need` ties in position order: a running count.
-        order = ops.cumsum(ops.cast(ties, "int32"), axis=1)
-        chosen = ops.logical_and(ties, ops.less_equal(order, need))
-    else:
-        chosen = ops.cond(
-            ops.all(ops.equal(count(ties), ops.squeeze(need, 1))),
-            lambda: ties,
-            lambda: _fewest(ties, tiebreak, ops.squeeze(need, 1)),
-        )
+    need = ops.subtract(want, count(below))
+    # Only where some row has more ties than it needs is a second bisection run.
+    chosen = ops.cond(
+        ops.all(ops.equal(count(ties), need)),
+        lambda: ties,
+        lambda: _fewest(ties, tiebreak, need),
+    )
     taken = ops.logical_or(below, chosen)
     return ops.logical_and(taken, ops.expand_dims(ops.greater(want, 0), 1))
 
 
 def _fewest(ties, tiebreak, need):
-    """The `need` ties of each row with the smallest (distinct) tie-breakers."""
+    """The `need` ties of each row with the smallest (distinct) tie-breakers.
+
+    Without tie-breakers the positions break ties: they lie in [0, N), so the
+    bisection needs only as many bits as N has.
+    """
     _, high = _LIMITS["int32"]
+    width = None
+    if tiebreak is None:
+        size = ties.shape[1]
+        tiebreak = ops.expand_dims(ops.arange(size, dtype="int32"), 0)
+        width = max(int(size - 1).bit_length(), 1)
     candidates = ops.where(ties, tiebreak, high)
-    last = _kth(candidates, ops.maximum(need, 1), "int32")
+    last = _kth(candidates, ops.maximum(need, 1), "int32", width)
     return ops.logical_and(ties, ops.less_equal(tiebreak, ops.expand_dims(last, 1)))
