@@ -32,7 +32,6 @@ def summarise(comparison):
             "last": report.mean_std([run.accuracy[-1] for run in runs]),
             "dormant_first": float(np.mean([run.dormant[0] for run in runs])),
             "dormant_last": float(np.mean([run.dormant[-1] for run in runs])),
-            "dormant_peak": float(np.max([max(run.dormant) for run in runs])),
             "seconds": float(np.mean([run.seconds for run in runs])),
         }
     return summary
