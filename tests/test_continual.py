@@ -76,6 +76,16 @@ def test_make_tasks_refuses_an_unknown_kind(digits):
         continual.make_tasks(digits, "shuffled", TINY, seed=0)
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [("tasks", 0), ("epochs", 1.5), ("samples", True), ("learning_rate", 0.0),
+     ("learning_rate", float("inf")), ("dormant_threshold", -0.5), ("batch_size", "32")],
+)
+def test_settings_refuse_bad_values_naming_them(field, value):
+    with pytest.raises(ValueError, match=f"{field}={value!r}"):
+        ContinualSettings(**{field: value})
+
+
 # -- dormant units -----------------------------------------------------------------------------
 
 

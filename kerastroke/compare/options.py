@@ -7,6 +7,7 @@ and the presets are imported only when a technique is built.
 
 import dataclasses
 import importlib
+import math
 
 BASELINE = "baseline"
 STATIONARY = "stationary"
@@ -66,6 +67,18 @@ class ContinualSettings:
     samples: int = 512
     probe_samples: int = 512
     dormant_threshold: float = 0.0
+
+    def __post_init__(self):
+        for name in ("tasks", "epochs", "hidden_units", "batch_size", "samples", "probe_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}.")
+        for name, least in (("learning_rate", None), ("dormant_threshold", 0.0)):
+            value = getattr(self, name)
+            good = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not good or (value <= 0 if least is None else value < least):
+                bound = "> 0" if least is None else ">= 0"
+                raise ValueError(f"{name} must be a finite number {bound}, got {name}={value!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
