@@ -4,7 +4,7 @@ import keras
 import pytest
 
 from kerastroke.compare import Settings, load_bundled, run_comparison
-from kerastroke.compare.cli import build_parser
+from kerastroke.compare.cli import build_parser, chosen_techniques
 from kerastroke.compare.options import DEFAULT_TECHNIQUES, TECHNIQUES
 from kerastroke.compare.report import markdown_report
 
@@ -37,9 +37,10 @@ def wine_runs():
 def test_every_built_in_preset_is_offered():
     assert list(TECHNIQUES) == BUILT_IN
     parsed = build_parser().parse_args(["compare", "--techniques", "set", "Shrink-Perturb,magnitude_pruning"])
-    assert [t for group in parsed.techniques for t in group] == ["set", "shrink_perturb", "magnitude_pruning"]
+    assert chosen_techniques(parsed) == ["set", "shrink_perturb", "magnitude_pruning"]
     everything = build_parser().parse_args(["compare", "--techniques", "all"])
-    assert everything.techniques == [BUILT_IN]
+    assert chosen_techniques(everything) == BUILT_IN
+    assert chosen_techniques(build_parser().parse_args(["compare"])) == list(DEFAULT_TECHNIQUES)
     assert set(DEFAULT_TECHNIQUES) <= set(BUILT_IN)
 
 

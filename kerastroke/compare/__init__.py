@@ -2,7 +2,9 @@
 
 Run it as `kerastroke compare` or `python -m kerastroke compare`; from Python,
 `run_comparison(load_bundled("digits"))` returns the runs and
-`report.results(...)` their JSON-ready summary.
+`report.results(...)` their JSON-ready summary;
+`run_continual(load_bundled("digits"))` runs the continual scenario and
+`continual_report.results(...)` summarises it.
 
 The names below load on first use, so that the command line can parse its
 arguments and print `--help` without importing Keras.
@@ -18,7 +20,10 @@ Example:
 import importlib
 
 _HOMES = {
+    "CONTINUAL_TECHNIQUES": "kerastroke.compare.options",
     "Comparison": "kerastroke.compare.experiment",
+    "ContinualComparison": "kerastroke.compare.continual",
+    "ContinualSettings": "kerastroke.compare.options",
     "DataError": "kerastroke.compare.data",
     "Dataset": "kerastroke.compare.data",
     "Run": "kerastroke.compare.experiment",
@@ -26,7 +31,9 @@ _HOMES = {
     "TECHNIQUES": "kerastroke.compare.options",
     "load_bundled": "kerastroke.compare.data",
     "load_npz": "kerastroke.compare.data",
+    "dormant_units": "kerastroke.compare.continual",
     "run_comparison": "kerastroke.compare.experiment",
+    "run_continual": "kerastroke.compare.continual",
 }
 
 __all__ = sorted(_HOMES)

@@ -18,13 +18,16 @@ from kerastroke.compare import data, logs, options
 from kerastroke.compare.progress import Progress
 
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+# The continual scenario trains every technique through all its tasks: three seeds keep the
+# default run within minutes.
+DEFAULT_CONTINUAL_SEEDS = (0, 1, 2)
 DEFAULT_OUT = "kerastroke-compare"
 
 
-def _techniques_help():
-    width = max(map(len, options.TECHNIQUES))
+def _techniques_help(table):
+    width = max(map(len, table))
     lines = []
-    for name, technique in options.TECHNIQUES.items():
+    for name, technique in table.items():
         lines.append(f"  {name:<{width}}  {technique.call}")
         lines.append(f"  {'':<{width}}  {technique.about}")
     return "\n".join(lines)
@@ -32,7 +35,10 @@ def _techniques_help():
 
 _EPILOG = f"""\
 techniques (NAME, the preset as built with the run's seed, what it does):
-{_techniques_help()}
+{_techniques_help(options.TECHNIQUES)}
+
+techniques of --scenario continual (all run by default):
+{_techniques_help(options.CONTINUAL_TECHNIQUES)}
 
 examples:
   kerastroke compare
@@ -40,10 +46,13 @@ examples:
   kerastroke compare --techniques pruning set --epochs 30 --seeds 0 1 2 3 4
   kerastroke compare --dataset wine --out wine-results
   kerastroke compare --data mine.npz   # arrays x_train, y_train, x_val, y_val
+  kerastroke compare --scenario continual
+  kerastroke compare --scenario continual --tasks permuted --task-count 20
 
 The table goes to stdout, progress to stderr; DIR receives results.json,
-report.md, val_accuracy.png and weight_distribution.png. The backend is
-Keras's: set KERAS_BACKEND to tensorflow, jax or torch.
+report.md, val_accuracy.png and weight_distribution.png (continual:
+task_accuracy.png and dormant_units.png). The backend is Keras's: set
+KERAS_BACKEND to tensorflow, jax or torch.
 """
 
 
@@ -81,13 +90,34 @@ def _seeds(text):
 
 
 def _techniques(text):
-    try:
-        names = options.technique_names(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    if not names and text.strip().lower() != options.BASELINE:
+    # Which names exist depends on --scenario: `chosen_techniques` checks them against its table.
+    if not any(part.strip() for part in text.split(",")):
         raise argparse.ArgumentTypeError(f"expected technique names, got {text!r}")
-    return names
+    return text
+
+
+def chosen_techniques(args):
+    """The techniques `args` asks for, checked against the table of `args.scenario`.
+
+    Raises:
+        ValueError: A name that the scenario does not offer, in one line.
+
+    Example:
+    >>> chosen_techniques(build_parser().parse_args(["compare", "--techniques", "stroke,set"]))
+    ['stroke', 'set']
+    """
+    table = options.SCENARIO_TECHNIQUES[args.scenario]
+    if not args.techniques:
+        return list(options.SCENARIO_DEFAULTS[args.scenario])
+    names = []
+    for text in args.techniques:
+        try:
+            names += options.technique_names(text, table)
+        except ValueError as error:
+            if args.scenario == options.STATIONARY:
+                raise
+            raise ValueError(f"{error} (for --scenario {args.scenario})") from None
+    return list(dict.fromkeys(names))
 
 
 def build_parser():
@@ -103,23 +133,45 @@ def build_parser():
             "baseline) and once with each technique, for every seed. Reports final validation "
             "accuracy and loss (mean ± std over seeds), the fraction of exactly-zero weights "
             "and the time per run, and says which differences from the baseline are larger "
-            "than the seed-to-seed spread."
+            "than the seed-to-seed spread. With --scenario continual the model instead "
+            "trains on, never reset, through a sequence of tasks (new random labels, or a "
+            "new input permutation, at each task): the report gives the first and last "
+            "task's accuracy, the fraction of dormant units per task, and which techniques "
+            "keep the ability to learn (plasticity) beyond the seed-to-seed spread."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     compare.add_argument(
-        "--techniques", nargs="+", type=_techniques, metavar="NAME",
-        help="techniques to compare with the baseline, or 'all' "
-        f"(default: {' '.join(options.DEFAULT_TECHNIQUES)}; all: {' '.join(options.TECHNIQUES)})",
+        "--scenario", choices=options.SCENARIOS, default=options.STATIONARY,
+        help="stationary: one task, trained once; continual: a sequence of tasks, trained on "
+        "without reset (default: %(default)s)",
     )
     compare.add_argument(
-        "--epochs", type=_positive_int, default=options.Settings.epochs,
-        help="epochs per run (default: %(default)s)",
+        "--techniques", nargs="+", type=_techniques, metavar="NAME",
+        help="techniques to compare with the baseline, or 'all' "
+        f"(default: {' '.join(options.DEFAULT_TECHNIQUES)}; all: {' '.join(options.TECHNIQUES)}; "
+        f"continual: {' '.join(options.CONTINUAL_TECHNIQUES)}, all by default)",
+    )
+    compare.add_argument(
+        "--epochs", type=_positive_int,
+        help=f"epochs per run (default: {options.Settings.epochs}); continual: epochs per "
+        f"task (default: {options.ContinualSettings.epochs})",
     )
     compare.add_argument(
         "--seeds", nargs="+", type=_seeds, metavar="SEED",
-        help="seeds, one run per technique each (default: 0 1 2 3 4); same seeds, same numbers",
+        help="seeds, one run per technique each (default: 0 1 2 3 4; continual: 0 1 2); "
+        "same seeds, same numbers",
+    )
+    compare.add_argument(
+        "--tasks", choices=options.TASK_KINDS,
+        help="continual only: random-labels (one fixed set of images, new random labels at "
+        "each task; scored on those images) or permuted (a new input permutation at each "
+        f"task; scored on held-out samples) (default: {options.RANDOM_LABELS})",
+    )
+    compare.add_argument(
+        "--task-count", type=_positive_int, metavar="N",
+        help=f"continual only: tasks in the sequence (default: {options.ContinualSettings.tasks})",
     )
     compare.add_argument(
         "--out", default=DEFAULT_OUT, metavar="DIR",
@@ -163,6 +215,17 @@ def _check_out(path):
     return None
 
 
+def _writers(comparison):
+    """The scenario's `(results, write_plots, plot file names, markdown_report)`."""
+    from kerastroke.compare import continual_report, plots, report
+
+    if getattr(comparison, "scenario", options.STATIONARY) == options.CONTINUAL:
+        names = (plots.TASK_ACCURACY_PNG, plots.DORMANT_PNG)
+        return continual_report.results, plots.write_continual_plots, names, continual_report.markdown_report
+    names = (plots.ACCURACY_PNG, plots.WEIGHTS_PNG)
+    return report.results, plots.write_plots, names, report.markdown_report
+
+
 def _write_outputs(comparison, out):
     """Writes results.json, the plots and report.md into `out`; returns the plots' names.
 
@@ -170,8 +233,7 @@ def _write_outputs(comparison, out):
     created) are removed before the error propagates: a failed run leaves no
     half-written folder.
     """
-    from kerastroke.compare import plots, report
-
+    results_of, write_plots, plot_names, markdown_report = _writers(comparison)
     created = []  # the folders makedirs will create, deepest first
     level = os.path.abspath(out)
     while not os.path.exists(level):
@@ -183,13 +245,13 @@ def _write_outputs(comparison, out):
         results = os.path.join(out, "results.json")
         written.append(results)
         with open(results, "w", encoding="utf-8") as file:
-            json.dump(report.results(comparison), file, indent=2, allow_nan=False)
+            json.dump(results_of(comparison), file, indent=2, allow_nan=False)
             file.write("\n")
-        written += [os.path.join(out, name) for name in (plots.ACCURACY_PNG, plots.WEIGHTS_PNG)]
-        drawn = plots.write_plots(comparison, out)
+        written += [os.path.join(out, name) for name in plot_names]
+        drawn = write_plots(comparison, out)
         written.append(os.path.join(out, "report.md"))
         with open(written[-1], "w", encoding="utf-8") as file:
-            file.write(report.markdown_report(comparison, drawn))
+            file.write(markdown_report(comparison, drawn))
     except BaseException:
         for path in written:
             if os.path.exists(path):
@@ -214,13 +276,19 @@ def _deterministic_ops():
 
 def run_compare(args):
     """Runs `kerastroke compare` for parsed `args`; returns the exit status."""
-    seeds = [seed for group in args.seeds for seed in group] if args.seeds else list(DEFAULT_SEEDS)
+    continual = args.scenario == options.CONTINUAL
+    if not continual:
+        for flag, value in (("--tasks", args.tasks), ("--task-count", args.task_count)):
+            if value is not None:
+                return _fail(f"{flag} applies to --scenario continual only")
+    default_seeds = DEFAULT_CONTINUAL_SEEDS if continual else DEFAULT_SEEDS
+    seeds = [seed for group in args.seeds for seed in group] if args.seeds else list(default_seeds)
     if len(set(seeds)) != len(seeds):
         return _fail(f"--seeds lists a seed twice: {' '.join(map(str, seeds))}")
-    if args.techniques:
-        techniques = list(dict.fromkeys(t for group in args.techniques for t in group))
-    else:
-        techniques = list(options.DEFAULT_TECHNIQUES)
+    try:
+        techniques = chosen_techniques(args)
+    except ValueError as error:
+        return _fail(str(error))
     try:
         dataset = data.load_npz(args.data) if args.data else data.load_bundled(args.dataset)
     except data.DataError as error:
@@ -232,22 +300,15 @@ def run_compare(args):
     progress = Progress()  # before the filter, which puts a pipe behind stderr
     with logs.filtered_stderr():
         # Everything the user gave is checked: only now load the framework.
-        from kerastroke.compare import experiment, report
-
         logs.quiet_python_loggers(logs.min_level())
         _deterministic_ops()
-        comparison = experiment.run_comparison(
-            dataset,
-            techniques,
-            seeds,
-            experiment.Settings(epochs=args.epochs),
-            progress=progress,
+        comparison = (_run_continual if continual else _run_stationary)(
+            args, dataset, techniques, seeds, progress
         )
         drawn = _write_outputs(comparison, args.out)
 
-    summary = report.summarise(comparison)
-    print(report.text_table(summary))
-    short = report.in_short(report.verdicts(summary, report.resolution(comparison)))
+    table, short = _stdout(comparison)
+    print(table)
     if short:
         print("\n" + short)
     sys.stdout.flush()
@@ -255,6 +316,37 @@ def run_compare(args):
     report_path, results_path = (os.path.join(args.out, n) for n in ("report.md", "results.json"))
     print(f"report: {report_path}\nresults: {results_path}\nplots: {pngs}", file=sys.stderr)
     return 0
+
+
+def _run_stationary(args, dataset, techniques, seeds, progress):
+    from kerastroke.compare import experiment
+
+    settings = experiment.Settings(**({} if args.epochs is None else {"epochs": args.epochs}))
+    return experiment.run_comparison(dataset, techniques, seeds, settings, progress=progress)
+
+
+def _run_continual(args, dataset, techniques, seeds, progress):
+    from kerastroke.compare import continual
+
+    given = {"epochs": args.epochs, "tasks": args.task_count}
+    settings = options.ContinualSettings(**{k: v for k, v in given.items() if v is not None})
+    kind = args.tasks or options.RANDOM_LABELS
+    return continual.run_continual(dataset, techniques, seeds, settings, kind, progress=progress)
+
+
+def _stdout(comparison):
+    """The table and the in-short line (possibly "") that stdout shows."""
+    if getattr(comparison, "scenario", options.STATIONARY) == options.CONTINUAL:
+        from kerastroke.compare import continual_report as report
+
+        summary = report.summarise(comparison)
+        floor = report.resolution(comparison)
+        found = report.verdicts(summary, floor)
+        return report.text_table(summary), report.in_short(found, report.baseline_change(summary, floor))
+    from kerastroke.compare import report
+
+    summary = report.summarise(comparison)
+    return report.text_table(summary), report.in_short(report.verdicts(summary, report.resolution(comparison)))
 
 
 def main(argv=None):

@@ -33,7 +33,9 @@ __all__ = [
     "build_model",
     "compile_options",
     "initial_weights",
+    "one_torch_thread",
     "run_comparison",
+    "technique_settings",
 ]
 
 
@@ -165,20 +167,22 @@ def initial_weights(features, classes, hidden_units, seed):
     return weights
 
 
-def batches(x, y, batch_size, seed, epochs):
+def batches(x, y, batch_size, seed, epochs, first_epoch=0):
     """Yields `epochs` epochs of `(x, y)` batches, each epoch in its own random order.
 
     The order of epoch `e` is `numpy.random.default_rng([seed, e])`'s
     permutation: the same on every backend and for every technique of a seed
     (Keras's own shuffling draws from each backend's generator). The last
-    batch of an epoch holds the remainder, as `fit` on arrays does.
+    batch of an epoch holds the remainder, as `fit` on arrays does. The
+    epochs are `first_epoch` to `first_epoch + epochs - 1` (a training that
+    goes on, as `fit`'s `initial_epoch`).
 
     Example:
     >>> x, y = np.arange(5.0)[:, None], np.arange(5)
     >>> [len(b) for b, _ in batches(x, y, batch_size=2, seed=0, epochs=2)]
     [2, 2, 1, 2, 2, 1]
     """
-    for epoch in range(epochs):
+    for epoch in range(first_epoch, first_epoch + epochs):
         order = np.random.default_rng([seed, epoch]).permutation(len(x))
         for start in range(0, len(x), batch_size):
             chosen = order[start : start + batch_size]
@@ -274,7 +278,7 @@ class Trainer:
             sparsity=float(np.mean(values == 0.0)),
             seconds=time.perf_counter() - start,
             kernel_values=values,
-            settings=None if callback is None else _settings(callback),
+            settings=None if callback is None else technique_settings(callback),
         )
 
 
@@ -319,7 +323,7 @@ def run_comparison(
     on_epoch = None if progress is None else (lambda epoch: progress.epoch_ended(epoch, settings.epochs))
 
     runs = []
-    with _one_torch_thread():
+    with one_torch_thread():
         trainer = Trainer(dataset, settings)
         for seed in seeds:
             weights = initial_weights(dataset.features, dataset.classes, settings.hidden_units, seed)
@@ -339,7 +343,8 @@ def run_comparison(
 
 
 @contextlib.contextmanager
-def _one_torch_thread():
+def one_torch_thread():
+    """On PyTorch, one intra-op thread within the block; elsewhere nothing."""
     # PyTorch's thread pool costs more than it saves on 32 x 64 matrices, and on a busy
     # machine its threads wait on each other: one thread trained 20x faster on 2 shared cores.
     if keras.backend.backend() != "torch":
@@ -355,7 +360,8 @@ def _one_torch_thread():
         torch.set_num_threads(threads)
 
 
-def _settings(callback):
+def technique_settings(callback):
+    """A preset's parameters: its config without the seed and the bookkeeping."""
     # The seed differs per run and verbose/name are bookkeeping, not the technique.
     config = callback.get_config()
     return {k: v for k, v in config.items() if k not in ("seed", "verbose", "name")}

@@ -7,8 +7,15 @@ and the presets are imported only when a technique is built.
 
 import dataclasses
 import importlib
+import math
 
 BASELINE = "baseline"
+STATIONARY = "stationary"
+CONTINUAL = "continual"
+SCENARIOS = (STATIONARY, CONTINUAL)
+RANDOM_LABELS = "random-labels"
+PERMUTED = "permuted"
+TASK_KINDS = (RANDOM_LABELS, PERMUTED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +36,52 @@ class Settings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ContinualSettings:
+    """How the continual scenario builds and trains its model, for every technique.
+
+    The defaults are chosen so that the baseline visibly loses plasticity on
+    the digits' random-label tasks within a few minutes on two CPU cores:
+    Adam at 0.03 (Keras's default 0.001 keeps learning each task for longer
+    than such a run lasts) and 15 epochs per task.
+
+    Attributes:
+        tasks: Tasks in the sequence.
+        epochs: Epochs per task (the fixed training budget of every task).
+        hidden_units: Width of the one hidden ReLU layer.
+        batch_size: Samples per optimizer step.
+        learning_rate: Adam's learning rate.
+        samples: Training images every task trains on (at most the training
+            split): relabelled at random, or permuted with their labels.
+        probe_samples: At most this many of a task's training inputs form the
+            probe batch that dormant units are measured on.
+        dormant_threshold: tau: a unit is dormant when its mean |activation|
+            over the probe batch, divided by its layer's mean, is <= tau
+            (ReDo's definition; 0 for ReLU: exactly silent).
+    """
+
+    tasks: int = 12
+    epochs: int = 15
+    hidden_units: int = 64
+    batch_size: int = 32
+    learning_rate: float = 0.03
+    samples: int = 512
+    probe_samples: int = 512
+    dormant_threshold: float = 0.0
+
+    def __post_init__(self):
+        for name in ("tasks", "epochs", "hidden_units", "batch_size", "samples", "probe_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}.")
+        for name, least in (("learning_rate", None), ("dormant_threshold", 0.0)):
+            value = getattr(self, name)
+            good = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not good or (value <= 0 if least is None else value < least):
+                bound = "> 0" if least is None else ">= 0"
+                raise ValueError(f"{name} must be a finite number {bound}, got {name}={value!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
 class Technique:
     """One preset of `kerastroke` with the parameters the comparison gives it.
 
@@ -39,6 +92,9 @@ class Technique:
         backend_draws: Whether the preset draws values with the layer's Keras
             initializer, whose numbers differ between backends: its results
             then differ between TensorFlow, JAX and PyTorch for the same seed.
+        takes: Keyword arguments the scenario supplies when it builds the
+            preset (the continual scenario offers `probe`, a batch of the
+            first task's training inputs).
 
     Example:
     >>> Technique("SET", {"sparsity": 0.9}, "sparse training").call
@@ -49,6 +105,7 @@ class Technique:
     params: dict
     about: str
     backend_draws: bool = False
+    takes: tuple = ()
 
     @property
     def call(self):
@@ -56,10 +113,20 @@ class Technique:
         args = ", ".join(f"{key}={value!r}" for key, value in self.params.items())
         return f"{self.preset}({args})"
 
-    def build(self, seed):
-        """The preset callback with these parameters and `seed`."""
+    def build(self, seed, **context):
+        """The preset callback with these parameters and `seed`.
+
+        Args:
+            seed: The run's seed.
+            **context: What the scenario offers; the entries named in `takes`
+                are passed on, the others ignored.
+        """
         preset = getattr(importlib.import_module("kerastroke"), self.preset)
-        return preset(seed=seed, **self.params)
+        missing = [name for name in self.takes if name not in context]
+        if missing:
+            raise ValueError(f"{self.preset} needs {', '.join(missing)} from the scenario.")
+        taken = {name: context[name] for name in self.takes}
+        return preset(seed=seed, **self.params, **taken)
 
 
 # Stroke, Pruning and NeuroPlast run at the defaults of kerastroke 2.1.1: the comparison shows
@@ -95,12 +162,41 @@ TECHNIQUES = {
 DEFAULT_TECHNIQUES = ("stroke", "pruning", "neuroplast")
 ALL = "all"
 
+# The continual scenario (`--scenario continual`): training goes on through a sequence of
+# tasks, where plasticity is lost and where the techniques that restore it are meant to help.
+# Stroke and NeuroPlast run at their 2.x defaults, as in the stationary table. ShrinkPerturb
+# acts every epoch, mildly, as in the continual experiments of Dohare et al. (2024), rather than
+# every 6th epoch with shrink 0.4: an application at a task's last epoch would otherwise be
+# what that task is scored on. A technique that needs data from the scenario names it in
+# `takes`; the first task's inputs are offered as `probe`.
+CONTINUAL_TECHNIQUES = {
+    "shrink_perturb": Technique(
+        "ShrinkPerturb",
+        {"shrink": 0.9, "perturb": 0.01, "period": 1},
+        "w = 0.9 w + 0.01 fresh draw, every epoch (Ash and Adams; Dohare et al.)",
+        backend_draws=True,
+    ),
+    "stroke": TECHNIQUES["stroke"],
+    "neuroplast": TECHNIQUES["neuroplast"],
+}
 
-def technique_names(text):
+# Every technique of a scenario runs by default in the continual scenario.
+DEFAULT_CONTINUAL_TECHNIQUES = tuple(CONTINUAL_TECHNIQUES)
+
+SCENARIO_TECHNIQUES = {STATIONARY: TECHNIQUES, CONTINUAL: CONTINUAL_TECHNIQUES}
+SCENARIO_DEFAULTS = {STATIONARY: DEFAULT_TECHNIQUES, CONTINUAL: DEFAULT_CONTINUAL_TECHNIQUES}
+
+
+def technique_names(text, table=None):
     """The technique names in one command-line token, in order.
 
     Accepts comma-separated lists, any case, and `-` for `_`; `all` stands
     for every technique and `baseline` (always run) is allowed and dropped.
+
+    Args:
+        text: The token.
+        table: The techniques to choose from; None means `TECHNIQUES` (the
+            stationary scenario's).
 
     Raises:
         ValueError: A name that is not a technique, naming it and the choices.
@@ -109,17 +205,18 @@ def technique_names(text):
     >>> technique_names("Stroke,shrink-perturb")
     ['stroke', 'shrink_perturb']
     """
+    table = TECHNIQUES if table is None else table
     names = []
     for part in text.split(","):
         name = part.strip().lower().replace("-", "_")
         if not name or name == BASELINE:
             continue
         if name == ALL:
-            names.extend(TECHNIQUES)
-        elif name in TECHNIQUES:
+            names.extend(table)
+        elif name in table:
             names.append(name)
         else:
             raise ValueError(
-                f"unknown technique {part.strip()!r}; choose from {', '.join(TECHNIQUES)} or {ALL}"
+                f"unknown technique {part.strip()!r}; choose from {', '.join(table)} or {ALL}"
             )
     return names

@@ -1,4 +1,4 @@
-"""PNG plots of a `Comparison`, drawn with matplotlib's Agg canvas.
+"""PNG plots of a `Comparison` or a `ContinualComparison`, drawn with matplotlib's Agg canvas.
 
 Figures are built as `matplotlib.figure.Figure` objects on an explicit Agg
 canvas, never through pyplot: no display is needed and no global figure state
@@ -119,3 +119,61 @@ def write_plots(comparison, directory):
         "Validation accuracy per epoch": ACCURACY_PNG,
         "Final weight distribution": WEIGHTS_PNG,
     }
+
+
+TASK_ACCURACY_PNG = "task_accuracy.png"
+DORMANT_PNG = "dormant_units.png"
+
+
+def _per_task_plot(comparison, path, field, ylabel, title):
+    figure = _figure(7.0, 4.5)
+    axes = figure.add_subplot()
+    colours = _colours(comparison.techniques)
+    tasks = np.arange(1, comparison.settings.tasks + 1)
+    for technique in comparison.techniques:
+        curves = np.array([getattr(run, field) for run in comparison.runs_of(technique)])
+        mean = curves.mean(axis=0)
+        baseline = technique == BASELINE
+        axes.plot(
+            tasks, mean, color=colours[technique], label=technique, linewidth=1.8, marker="o",
+            markersize=3, linestyle="--" if baseline else "-", zorder=3 if baseline else 2,
+        )
+        if len(curves) > 1:
+            std = curves.std(axis=0, ddof=1)
+            axes.fill_between(
+                tasks, mean - std, mean + std, color=colours[technique], alpha=0.2, linewidth=0
+            )
+    seeds = len(comparison.seeds)
+    band = f"band: ±1 std over {seeds} seeds" if seeds > 1 else "one seed: no band"
+    axes.set_title(f"{title} ({comparison.task_kind} tasks on {comparison.dataset['name']}; mean; {band})",
+                   fontsize=10)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("task")
+    axes.set_ylabel(ylabel)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best")
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def task_accuracy_plot(comparison, path):
+    """Accuracy at the end of each task: the mean over seeds, with a ±1 std band."""
+    _per_task_plot(
+        comparison, path, "accuracy", "accuracy at the task's end", "Accuracy per task"
+    )
+
+
+def dormant_plot(comparison, path):
+    """Fraction of dormant hidden units at the end of each task, mean over seeds ±1 std."""
+    tau = comparison.settings.dormant_threshold
+    _per_task_plot(
+        comparison, path, "dormant",
+        f"fraction of hidden units dormant (score <= {tau:g})", "Dormant units per task",
+    )
+
+
+def write_continual_plots(comparison, directory):
+    """Writes the continual scenario's plots into `directory`; returns `{title: file name}`."""
+    task_accuracy_plot(comparison, os.path.join(directory, TASK_ACCURACY_PNG))
+    dormant_plot(comparison, os.path.join(directory, DORMANT_PNG))
+    return {"Accuracy per task": TASK_ACCURACY_PNG, "Dormant units per task": DORMANT_PNG}

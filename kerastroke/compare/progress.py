@@ -5,7 +5,7 @@ import time
 
 
 class Progress:
-    """Shows runs done of total, the current technique and seed, and the epoch.
+    """Shows runs done of total, the current technique and seed, and the epoch or task.
 
     On a terminal one line is rewritten in place; elsewhere (a log file, CI)
     each run gets a line of its own, so the log stays readable.
@@ -41,6 +41,10 @@ class Progress:
     def epoch_ended(self, epoch, epochs):
         if self.live:
             self._show(f"{self._label}: epoch {epoch + 1}/{epochs}  ({self._elapsed()} elapsed)")
+
+    def task_ended(self, task, tasks):
+        if self.live:
+            self._show(f"{self._label}: task {task + 1}/{tasks}  ({self._elapsed()} elapsed)")
 
     def finished(self):
         self._show(f"done in {self._elapsed()}")

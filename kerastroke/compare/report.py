@@ -81,7 +81,8 @@ def verdicts(summary, resolution=None):
     return result
 
 
-def _figure(mean, std):
+def mean_std_text(mean, std):
+    """`mean ± std` with four decimals; the mean alone when there is no spread."""
     return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
 
 
@@ -91,8 +92,8 @@ def table_rows(summary):
     rows = [
         [
             technique,
-            _figure(*figures["val_accuracy"]),
-            _figure(*figures["val_loss"]),
+            mean_std_text(*figures["val_accuracy"]),
+            mean_std_text(*figures["val_loss"]),
             f"{figures['sparsity']:.2%}",
             f"{figures['seconds']:.1f}",
         ]
@@ -103,7 +104,11 @@ def table_rows(summary):
 
 def text_table(summary):
     """The table for a terminal: aligned columns, numbers right-aligned."""
-    header, rows = table_rows(summary)
+    return aligned(*table_rows(summary))
+
+
+def aligned(header, rows):
+    """`header` and `rows` (lists of strings) as aligned text: first column left, others right."""
     widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
 
     def line(cells):
@@ -115,7 +120,11 @@ def text_table(summary):
 
 
 def markdown_table(summary):
-    header, rows = table_rows(summary)
+    return markdown(*table_rows(summary))
+
+
+def markdown(header, rows):
+    """`header` and `rows` as a Markdown table, the columns after the first right-aligned."""
     lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -169,7 +178,7 @@ def markdown_report(comparison, plots):
         "",
         markdown_table(summary),
         "",
-        _backends_sentence(comparison.techniques),
+        backends_sentence(comparison.techniques),
         "",
         "## Differences from the baseline",
         "",
@@ -196,8 +205,9 @@ def markdown_report(comparison, plots):
     return "\n".join(lines) + "\n"
 
 
-def _backends_sentence(techniques):
-    drawn = [t for t in techniques if t in TECHNIQUES and TECHNIQUES[t].backend_draws]
+def backends_sentence(techniques, table=TECHNIQUES):
+    """Which backend ran, and which techniques' numbers differ between backends."""
+    drawn = [t for t in techniques if t in table and table[t].backend_draws]
     said = (
         f"Backend: {keras.backend.backend()}. Initial weights and batch order come from NumPy, "
         "so a seed gives the same numbers on TensorFlow, JAX and PyTorch up to float rounding"
@@ -232,7 +242,8 @@ def in_short(found):
     )
 
 
-def _number(value):
+def json_number(value):
+    """A float for JSON: None for a missing, NaN or infinite value."""
     # JSON has no NaN or infinity; a diverged run is recorded as null, as is a missing spread.
     if value is None:
         return None
@@ -250,25 +261,25 @@ def results(comparison):
         techniques[technique] = {
             "settings": runs[0].settings if runs else None,
             "summary": {
-                "val_accuracy_mean": _number(figures["val_accuracy"][0]),
-                "val_accuracy_std": _number(figures["val_accuracy"][1]),
-                "val_loss_mean": _number(figures["val_loss"][0]),
-                "val_loss_std": _number(figures["val_loss"][1]),
-                "sparsity_mean": _number(figures["sparsity"]),
-                "seconds_mean": _number(figures["seconds"]),
+                "val_accuracy_mean": json_number(figures["val_accuracy"][0]),
+                "val_accuracy_std": json_number(figures["val_accuracy"][1]),
+                "val_loss_mean": json_number(figures["val_loss"][0]),
+                "val_loss_std": json_number(figures["val_loss"][1]),
+                "sparsity_mean": json_number(figures["sparsity"]),
+                "seconds_mean": json_number(figures["seconds"]),
             },
             "runs": [
                 {
                     "seed": run.seed,
-                    "val_accuracy": [_number(v) for v in run.val_accuracy],
-                    "val_loss": [_number(v) for v in run.val_loss],
+                    "val_accuracy": [json_number(v) for v in run.val_accuracy],
+                    "val_loss": [json_number(v) for v in run.val_loss],
                     "changed_fraction": None
                     if run.changed_fraction is None
-                    else [_number(v) for v in run.changed_fraction],
-                    "final_val_accuracy": _number(run.val_accuracy[-1]),
-                    "final_val_loss": _number(run.val_loss[-1]),
-                    "sparsity": _number(run.sparsity),
-                    "seconds": _number(run.seconds),
+                    else [json_number(v) for v in run.changed_fraction],
+                    "final_val_accuracy": json_number(run.val_accuracy[-1]),
+                    "final_val_loss": json_number(run.val_loss[-1]),
+                    "sparsity": json_number(run.sparsity),
+                    "seconds": json_number(run.seconds),
                 }
                 for run in runs
             ],
@@ -282,7 +293,7 @@ def results(comparison):
         "seeds": comparison.seeds,
         "techniques": techniques,
         "differences": [
-            {k: (_number(v) if k in ("baseline", "value", "difference", "spread") else v)
+            {k: (json_number(v) if k in ("baseline", "value", "difference", "spread") else v)
              for k, v in verdict.items()}
             for verdict in verdicts(summary, resolution(comparison))
         ],
