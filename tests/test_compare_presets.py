@@ -10,15 +10,18 @@ from kerastroke.compare.report import markdown_report
 
 BUILT_IN = ["stroke", "pruning", "neuroplast", "magnitude_pruning", "set", "shrink_perturb"]
 
-# Final validation loss on wine, seed 0, 6 epochs, measured on TensorFlow. JAX and PyTorch
-# agreed to 1e-7: initial weights and batch order come from NumPy, and these presets draw
-# counter-based bits. SET and ShrinkPerturb draw from Keras initializers (backend-specific).
+# Final validation loss on wine, seed 0, 6 epochs, measured on TensorFlow; PyTorch gave the
+# same to 2e-7. Initial weights and batch order come from NumPy, and every preset draws
+# counter-based bits (SET and ShrinkPerturb the traced Glorot-uniform draw of the layer's
+# own initializer), so only training's float rounding differs between backends.
 WINE_SEED0_6_EPOCHS = {
     "baseline": 0.6324707865715027,
-    "stroke": 0.752122700214386,
+    "stroke": 0.7985576391220093,
     "pruning": 0.8110061287879944,
-    "neuroplast": 0.625928521156311,
+    "neuroplast": 0.6279395222663879,
     "magnitude_pruning": 0.9502966403961182,
+    "set": 1.089431643486023,
+    "shrink_perturb": 1.0196062326431274,
 }
 
 
@@ -80,8 +83,8 @@ def test_same_numbers_as_on_tensorflow(wine_runs):
     assert measured == pytest.approx(WINE_SEED0_6_EPOCHS, rel=1e-5), keras.backend.backend()
 
 
-def test_report_says_which_techniques_differ_between_backends(wine_runs):
+def test_report_says_a_seed_gives_the_same_numbers_on_every_backend(wine_runs):
     comparison, _ = wine_runs
     text = markdown_report(comparison, {})
     assert f"Backend: {keras.backend.backend()}." in text
-    assert "except for set and shrink_perturb" in text
+    assert "the same numbers on TensorFlow, JAX and PyTorch up to float rounding" in text

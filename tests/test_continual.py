@@ -214,10 +214,10 @@ def test_unknown_technique_kind_or_no_seeds_are_refused(digits):
 # JAX and PyTorch agreed to 2e-7.
 TINY_SEED0_LOSS = {
     "baseline": [1.266947627067566, 1.8076995611190796, 1.8581701517105103],
-    "stroke": [1.372056007385254, 1.812255859375, 1.898305892944336],
-    "neuroplast": [1.2740671634674072, 1.8135977983474731, 1.8725792169570923],
+    "stroke": [1.4412355422973633, 1.8160988092422485, 1.895361304283142],
+    "neuroplast": [1.2678954601287842, 1.800522804260254, 1.8592796325683594],
 }
-TINY_SEED0_ACCURACY = {"baseline": [58, 33, 26], "stroke": [57, 33, 30], "neuroplast": [59, 34, 27]}
+TINY_SEED0_ACCURACY = {"baseline": [58, 33, 26], "stroke": [53, 31, 25], "neuroplast": [58, 31, 28]}
 
 
 def test_same_numbers_on_every_backend(tiny_runs):

@@ -17,7 +17,7 @@ import numpy as np
 
 import kerastroke
 from kerastroke.compare import report
-from kerastroke.compare.options import BASELINE, CONTINUAL_TECHNIQUES, RANDOM_LABELS
+from kerastroke.compare.options import BASELINE, RANDOM_LABELS
 
 _number = report.json_number
 
@@ -270,7 +270,7 @@ def markdown_report(comparison, plots):
         "",
         report.markdown(*table_rows(summary)),
         "",
-        report.backends_sentence(comparison.techniques, CONTINUAL_TECHNIQUES)
+        report.backends_sentence()
         + " Over a training this long, though, the backends' different float rounding grows: "
         "a seed's runs agree between backends on the first tasks, then drift apart (measured "
         "on the default run: TensorFlow and PyTorch agree on seed 0's first two tasks). "

@@ -89,9 +89,6 @@ class Technique:
         preset: The preset's class name in the `kerastroke` package.
         params: Keyword arguments beside `seed`; empty means the preset's defaults.
         about: What it does, in a few words, for `--help`.
-        backend_draws: Whether the preset draws values with the layer's Keras
-            initializer, whose numbers differ between backends: its results
-            then differ between TensorFlow, JAX and PyTorch for the same seed.
         takes: Keyword arguments the scenario supplies when it builds the
             preset (the continual scenario offers `probe`, a batch of the
             first task's training inputs).
@@ -104,7 +101,6 @@ class Technique:
     preset: str
     params: dict
     about: str
-    backend_draws: bool = False
     takes: tuple = ()
 
     @property
@@ -147,13 +143,11 @@ TECHNIQUES = {
         "SET",
         {"sparsity": 0.9, "drop_fraction": 0.3},
         "90% sparse kernels; swaps 30% of the kept weights each epoch (Mocanu et al.)",
-        backend_draws=True,
     ),
     "shrink_perturb": Technique(
         "ShrinkPerturb",
         {"shrink": 0.4, "perturb": 0.1, "period": 6},
         "w = 0.4 w + 0.1 fresh draw, every 6th epoch (Ash and Adams)",
-        backend_draws=True,
     ),
 }
 
@@ -174,7 +168,6 @@ CONTINUAL_TECHNIQUES = {
         "ShrinkPerturb",
         {"shrink": 0.9, "perturb": 0.01, "period": 1},
         "w = 0.9 w + 0.01 fresh draw, every epoch (Ash and Adams; Dohare et al.)",
-        backend_draws=True,
     ),
     "stroke": TECHNIQUES["stroke"],
     "neuroplast": TECHNIQUES["neuroplast"],

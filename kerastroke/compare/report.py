@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 import kerastroke
-from kerastroke.compare.options import BASELINE, TECHNIQUES
+from kerastroke.compare.options import BASELINE
 
 # Compared with the baseline, in this order, under these names.
 METRICS = {"val_accuracy": "validation accuracy", "val_loss": "validation loss"}
@@ -178,7 +178,7 @@ def markdown_report(comparison, plots):
         "",
         markdown_table(summary),
         "",
-        backends_sentence(comparison.techniques),
+        backends_sentence(),
         "",
         "## Differences from the baseline",
         "",
@@ -205,18 +205,12 @@ def markdown_report(comparison, plots):
     return "\n".join(lines) + "\n"
 
 
-def backends_sentence(techniques, table=TECHNIQUES):
-    """Which backend ran, and which techniques' numbers differ between backends."""
-    drawn = [t for t in techniques if t in table and table[t].backend_draws]
-    said = (
-        f"Backend: {keras.backend.backend()}. Initial weights and batch order come from NumPy, "
-        "so a seed gives the same numbers on TensorFlow, JAX and PyTorch up to float rounding"
-    )
-    if not drawn:
-        return said + "."
+def backends_sentence():
+    """Which backend ran, and why a seed gives the same numbers on every backend."""
     return (
-        f"{said}, except for {' and '.join(drawn)}: their new values come from the layer's "
-        "Keras initializer, which draws different numbers on each backend."
+        f"Backend: {keras.backend.backend()}. Initial weights and batch order come from NumPy, and "
+        "every technique draws counter-based bits (the layer's initializer included), so a seed "
+        "gives the same numbers on TensorFlow, JAX and PyTorch up to float rounding."
     )
 
 
