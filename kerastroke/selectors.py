@@ -13,7 +13,7 @@ import attrs
 import numpy as np
 from keras import ops
 
-from kerastroke.core import arrays, checks, seeds
+from kerastroke.core import arrays, checks, ranking, seeds
 from kerastroke.core.serialization import register
 
 
@@ -332,3 +332,57 @@ class DropAndGrowSelection:
 smallest_magnitude = SmallestMagnitude
 smallest_units = SmallestUnits
 drop_and_grow = DropAndGrowSelection
+
+
+# -- Scores in, mask out: one score per unit (an activity, a utility), as the
+# unit-recycling presets rank them. Written in keras.ops (`ranking`), so the
+# selection traces; only the count `round(amount * eligible)` is read on the host.
+
+lowest_count = ranking.lowest_count
+
+
+def _threshold(value):
+    return None if value is None else checks.not_nan("threshold", value)
+
+
+@register("selectors.lowest")
+@attrs.frozen
+class Lowest:
+    """Picks the `amount` fraction of eligible scores with the lowest values.
+
+    Meant for per-unit scores (ReDo's normalised activity, continual
+    backprop's utility) rather than weights: eligible are the finite scores,
+    and with `threshold` only those `<= threshold`. Exactly
+    `round(amount * eligible)` are picked, the lowest first; ties at the
+    last place are broken at random from the seed. With a threshold and
+    `amount=1.0` every score at or below it is picked (ReDo's dormant units);
+    without one, `amount` is the fraction to pick (continual backprop's
+    lowest-utility units).
+
+    Args:
+        threshold: None, or the highest score eligible (inclusive, compared
+            exactly in the scores' dtype; may be +-inf, not NaN).
+
+    Example:
+    >>> import numpy as np
+    >>> scores = np.array([0.0, 1.3, 0.05, 2.0, 0.0], "float32")
+    >>> lowest(threshold=0.1)(scores, 1.0, seed=0).tolist()
+    [True, False, True, False, True]
+    >>> lowest()(scores, 0.4, seed=0).tolist()
+    [True, False, False, False, True]
+    """
+
+    threshold: object = attrs.field(default=None, converter=_threshold)
+
+    def __call__(self, weights, amount, seed):
+        amount = checks.amount(amount)
+        scores = arrays.tensor(weights)
+        if self.threshold is None:
+            eligible = ops.isfinite(scores)
+        else:
+            eligible = arrays.in_range(scores, -np.inf, self.threshold)
+        k = round(amount * arrays.count(eligible))
+        return arrays.like(lowest_count(scores, k, seed, eligible), weights)
+
+
+lowest = Lowest

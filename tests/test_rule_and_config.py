@@ -90,6 +90,8 @@ _EXAMPLES = [
     selectors.smallest_magnitude(among=selectors.value_range(-1.0, 1.0)),
     selectors.smallest_units(order=1),
     selectors.drop_and_grow(),
+    selectors.lowest(),
+    selectors.lowest(threshold=0.02),
     mutators.normal(0.01, mean=0.5),
     mutators.initializer("ones"),
     mutators.shrink_perturb(0.5, 0.1, initializer="ones"),
