@@ -17,10 +17,12 @@ __version__ = "3.0.0.dev0"
 # Where each public name lives; a module path alone means the name is that module.
 _HOMES = {
     "SET": "kerastroke.presets.research",
+    "ContinualBackprop": "kerastroke.presets.plasticity",
     "MagnitudePruning": "kerastroke.presets.research",
     "NeuroPlast": "kerastroke.presets.classic",
     "PlasticityCallback": "kerastroke.engine.callback",
     "Pruning": "kerastroke.presets.classic",
+    "ReDo": "kerastroke.presets.plasticity",
     "Rule": "kerastroke.engine.rule",
     "ShrinkPerturb": "kerastroke.presets.research",
     "Stroke": "kerastroke.presets.classic",
@@ -30,15 +32,19 @@ _HOMES = {
     "selectors": "kerastroke.selectors",
     "sparsity": "kerastroke.engine.sparsity",
     "strip": "kerastroke.engine.persistence",
+    "dormant_fraction": "kerastroke.engine.activity",
+    "unit_activity": "kerastroke.engine.activity",
 }
 _MODULES = {"mutators", "schedules", "selectors"}
 
 __all__ = [
     "SET",
+    "ContinualBackprop",
     "MagnitudePruning",
     "NeuroPlast",
     "PlasticityCallback",
     "Pruning",
+    "ReDo",
     "Rule",
     "ShrinkPerturb",
     "Stroke",
@@ -48,6 +54,8 @@ __all__ = [
     "selectors",
     "sparsity",
     "strip",
+    "dormant_fraction",
+    "unit_activity",
 ]
 
 

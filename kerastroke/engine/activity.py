@@ -125,7 +125,10 @@ class ActivityProbe:
                     if len(node.outputs) != 1:
                         raise ValueError(f"Layer '{node.operation.name}' has several outputs.")
                     outputs[id(node.operation)] = node.outputs[0]
-        return keras.Model(self.model.inputs, [outputs[id(layer)] for _, layer in self._points])
+        # The inputs in the model's own structure (one tensor, a list or a dict), so the
+        # probe is passed as the model takes it.
+        inputs = getattr(self.model, "_inputs_struct", self.model.inputs)
+        return keras.Model(inputs, [outputs[id(layer)] for _, layer in self._points])
 
     def _through_submodel(self, probe):
         results = self._submodel(probe, training=False)
@@ -205,7 +208,7 @@ def redo_scores(activity):
         activity: One layer's activities (array of shape (units,)).
 
     Returns:
-        A float64 NumPy array of the same shape.
+        A float32 NumPy array of the same shape (computed in float64).
 
     Example:
     >>> redo_scores(np.array([0.0, 1.0, 3.0])).tolist()
@@ -214,8 +217,8 @@ def redo_scores(activity):
     values = np.asarray(activity, dtype=np.float64)
     mean = values.mean() if values.size else 0.0
     if mean == 0.0:
-        return np.zeros_like(values)
-    return values / mean
+        return np.zeros(values.shape, np.float32)
+    return (values / mean).astype(np.float32)
 
 
 def dormant_fraction(activity, threshold=0.0):
@@ -245,7 +248,8 @@ def dormant_fraction(activity, threshold=0.0):
     layers = activity.values() if isinstance(activity, dict) else [activity]
     dormant = total = 0
     for values in layers:
-        scores = redo_scores(values)
+        # Compared in float64: NumPy would round the threshold to float32.
+        scores = redo_scores(values).astype(np.float64)
         dormant += int(np.count_nonzero(scores <= threshold))
         total += scores.size
     return dormant / total if total else 0.0
