@@ -218,6 +218,22 @@ def test_conv_recycle_touches_filter_bias_and_outgoing_slices_only():
     assert result["changed"] == sum(int((after[n] != before[n]).sum()) for n in before)
 
 
+def test_verbose_prints_what_an_application_did(capsys):
+    model = _mlp()
+    model.optimizer.build(model.trainable_variables)
+    redo = ReDo(probe=PROBE, seed=0, verbose=1)
+    redo.set_model(model)
+    redo.apply(4)
+    assert "redo at step 4: recycled 3 units (27.27% dormant); changed 28 of 80 entries" in capsys.readouterr().out
+
+
+def test_a_normalisation_layer_between_units_and_consumer_is_refused():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="h"),
+                              keras.layers.BatchNormalization(name="bn"), keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match=r"'bn' \(BatchNormalization\) follows 'h'.*elementwise"):
+        units.find(model, ["h"])
+
+
 def test_groups_refused_with_reasons():
     x = keras.Input((4,))
     h = keras.layers.Dense(3, name="fork")(x)

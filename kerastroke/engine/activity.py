@@ -15,7 +15,6 @@ outputs caught while the model runs on the probe.
 
 import keras
 import numpy as np
-from keras import ops
 
 from kerastroke.core import arrays, checks
 from kerastroke.engine import targets, units
@@ -27,13 +26,13 @@ def _mean_abs(output, name):
             f"Layer '{name}' returns {type(output).__name__} of several tensors; probe a layer "
             "with one output."
         )
-    x = ops.abs(ops.cast(output, "float32"))
-    if len(x.shape) < 2:
+    x = np.abs(np.asarray(arrays.to_numpy(output), dtype=np.float64))
+    if x.ndim < 2:
         raise ValueError(
-            f"Layer '{name}' gives an output of shape {tuple(x.shape)}: a probed layer needs a "
+            f"Layer '{name}' gives an output of shape {x.shape}: a probed layer needs a "
             "batch axis and a unit axis (the last)."
         )
-    return arrays.to_numpy(ops.mean(x, axis=tuple(range(len(x.shape) - 1))))
+    return x.mean(axis=tuple(range(x.ndim - 1))).astype(np.float32)
 
 
 def _is_graph_model(model):
@@ -91,10 +90,12 @@ class ActivityProbe:
             for layer in targets.resolve_layers(model, self.layers):
                 group = by_layer.get(id(layer))
                 self._points.append((layer.name, group.activation if group else layer))
-        if isinstance(model, keras.Sequential):
+        # A built Sequential model keeps its layers in a functional graph too.
+        graph = getattr(model, "_functional", None) if isinstance(model, keras.Sequential) else model
+        if graph is None or not hasattr(graph, "_nodes_by_depth"):
             self._run = self._in_order
         else:
-            self._submodel = self._build_submodel()
+            self._submodel = self._build_submodel(graph)
             self._run = self._through_submodel
 
     def __call__(self, probe):
@@ -112,9 +113,9 @@ class ActivityProbe:
                 found[wanted[id(layer)]] = _mean_abs(x, layer.name)
         return {name: found[name] for name, _ in self._points}
 
-    def _build_submodel(self):
+    def _build_submodel(self, graph):
         outputs = {}
-        for depth in self.model._nodes_by_depth.values():
+        for depth in graph._nodes_by_depth.values():
             for node in depth:
                 if any(node.operation is layer for _, layer in self._points):
                     if id(node.operation) in outputs:
@@ -127,11 +128,13 @@ class ActivityProbe:
                     outputs[id(node.operation)] = node.outputs[0]
         # The inputs in the model's own structure (one tensor, a list or a dict), so the
         # probe is passed as the model takes it.
-        inputs = getattr(self.model, "_inputs_struct", self.model.inputs)
+        inputs = getattr(graph, "_inputs_struct", graph.inputs)
         return keras.Model(inputs, [outputs[id(layer)] for _, layer in self._points])
 
     def _through_submodel(self, probe):
-        results = self._submodel(probe, training=False)
+        # A compiled forward pass (built once, reading the current weights):
+        # eager calls cost several times more, JAX's most of all.
+        results = self._submodel.predict_on_batch(probe)
         if not isinstance(results, (list, tuple)):
             results = [results]
         return {name: _mean_abs(out, name) for (name, _), out in zip(self._points, results)}

@@ -221,8 +221,9 @@ def _follow(graph, layer):
             return _checked_consumer(layer, reader, activation, positions, flattened)
         else:
             return None, (
-                f"layer '{reader.name}' ({type(reader).__name__}) between '{layer.name}' and the next "
-                "Dense or Conv layer does not keep units apart"
+                f"layer '{reader.name}' ({type(reader).__name__}) follows '{layer.name}' before any "
+                "Dense or Conv layer; only elementwise layers (activations, dropout), pooling and "
+                "one Flatten can stand between a unit and its outgoing weights"
             )
         current = reader
 

@@ -12,7 +12,8 @@ Dense or Conv layer (the hidden layers of a Sequential or functional model);
 `layers` narrows them to named layers. The rule of these presets,
 `callback.rules[0]`, is the unit rule: its selector (`selectors.lowest`)
 picks units from their scores, and its mutator (`mutators.initializer()`,
-bound to each layer's initializer) draws their incoming weights.
+bound to each layer's initializer) draws their incoming weights; its
+schedule is the default constant 1.0, as applications follow `frequency`.
 """
 
 import math
