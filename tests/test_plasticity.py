@@ -136,6 +136,14 @@ def test_unit_activity_and_dormant_fraction_of_known_units(functional):
     assert list(unit_activity(model, PROBE, layers=["out", "h2"])) == ["out", "h2"]
 
 
+def test_a_sequential_model_never_called_is_probed_layer_by_layer():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Dense(6, activation="relu", name="h1"), keras.layers.Dense(2)])
+    found = unit_activity(model, PROBE, layers=["h1"])  # builds the layers as it runs them
+    kernel, bias = model.get_layer("h1").kernel.numpy(), model.get_layer("h1").bias.numpy()
+    np.testing.assert_allclose(found["h1"], np.maximum(PROBE @ kernel + bias, 0).mean(axis=0), rtol=1e-5)
+
+
 def test_redo_scores_and_a_threshold_above_zero():
     values = np.array([0.0, 0.25, 1.0, 2.75])  # mean 1.0
     np.testing.assert_array_equal(activity.redo_scores(values), np.float32([0.0, 0.25, 1.0, 2.75]))
