@@ -17,11 +17,13 @@ __version__ = "3.0.0.dev0"
 # Where each public name lives; a module path alone means the name is that module.
 _HOMES = {
     "SET": "kerastroke.presets.research",
+    "ContinualBackprop": "kerastroke.presets.plasticity",
     "MagnitudePruning": "kerastroke.presets.research",
     "NeuroPlast": "kerastroke.presets.classic",
     "PlasticityCallback": "kerastroke.engine.callback",
     "Pruning": "kerastroke.presets.classic",
     "RigL": "kerastroke.presets.research",
+    "ReDo": "kerastroke.presets.plasticity",
     "Rule": "kerastroke.engine.rule",
     "ShrinkPerturb": "kerastroke.presets.research",
     "Stroke": "kerastroke.presets.classic",
@@ -31,16 +33,20 @@ _HOMES = {
     "selectors": "kerastroke.selectors",
     "sparsity": "kerastroke.engine.sparsity",
     "strip": "kerastroke.engine.persistence",
+    "dormant_fraction": "kerastroke.engine.activity",
+    "unit_activity": "kerastroke.engine.activity",
 }
 _MODULES = {"mutators", "schedules", "selectors"}
 
 __all__ = [
     "SET",
+    "ContinualBackprop",
     "MagnitudePruning",
     "NeuroPlast",
     "PlasticityCallback",
     "Pruning",
     "RigL",
+    "ReDo",
     "Rule",
     "ShrinkPerturb",
     "Stroke",
@@ -50,6 +56,8 @@ __all__ = [
     "selectors",
     "sparsity",
     "strip",
+    "dormant_fraction",
+    "unit_activity",
 ]
 
 

@@ -17,6 +17,7 @@ batch of one.
 """
 
 import attrs
+import numpy as np
 from keras import ops
 
 from kerastroke.core import arrays, checks, hashing, picking, seeds
@@ -446,3 +447,94 @@ class GradientDropAndGrowSelection:
 
 
 gradient_drop_and_grow = GradientDropAndGrowSelection
+
+# -- Scores in, mask out: one score per unit (an activity, a utility), as the
+# unit-recycling presets rank them.
+
+
+def _score_keys(scores):
+    """Integer keys ordered exactly like float scores (-0.0 ties 0.0), int32 or int64."""
+    keys, _ = arrays.order_keys(scores)
+    return ops.cast(keys, "int32") if arrays.dtype_name(keys) == "int16" else keys
+
+
+def lowest_count(scores, k, seed, eligible=None):
+    """Boolean mask of the `k` eligible entries with the lowest scores.
+
+    Entries tied with the k-th lowest score are picked at random from `seed`,
+    so exactly `min(k, eligible)` entries are True. NaN and infinite scores
+    are never eligible. In `keras.ops` throughout; `k` may be a tensor.
+
+    Args:
+        scores: Float tensor or array of any shape (one score per unit).
+        k: Int (Python or scalar tensor) >= 0, the number of entries to pick.
+        seed: Python int.
+        eligible: Optional boolean tensor of the scores' shape; None means
+            every finite score.
+
+    Returns:
+        A boolean backend tensor of the scores' shape.
+
+    Example:
+    >>> import numpy as np
+    >>> s = np.array([0.3, 0.0, 0.9, 0.0, 0.1], "float32")
+    >>> np.asarray(lowest_count(s, 2, seed=0)).tolist()
+    [False, True, False, True, False]
+    """
+    scores = arrays.tensor(scores)
+    batch = ops.reshape(scores, (1, -1))
+    allowed = ops.isfinite(batch)
+    if eligible is not None:
+        allowed = ops.logical_and(allowed, ops.reshape(arrays.tensor(eligible, "bool"), (1, -1)))
+    k = ops.reshape(ops.maximum(ops.cast(k, "int32"), 0), (1,))
+    picked = picking.smallest(_score_keys(batch), allowed, k, hashing.keys_of([seed]))
+    return ops.reshape(picked, arrays.shape(scores))
+
+def _threshold(value):
+    return None if value is None else checks.not_nan("threshold", value)
+
+
+@register("selectors.lowest")
+@attrs.frozen
+class Lowest:
+    """Picks the `amount` fraction of eligible scores with the lowest values.
+
+    Meant for per-unit scores (ReDo's normalised activity, continual
+    backprop's utility) rather than weights: eligible are the finite scores,
+    and with `threshold` only those `<= threshold`. Exactly
+    `round(amount * eligible)` are picked, the lowest first; ties at the
+    last place are broken at random from the seed. With a threshold and
+    `amount=1.0` every score at or below it is picked (ReDo's dormant units);
+    without one, `amount` is the fraction to pick (continual backprop's
+    lowest-utility units).
+
+    Args:
+        threshold: None, or the highest score eligible (inclusive, compared
+            exactly in the scores' dtype; may be +-inf, not NaN).
+
+    Example:
+    >>> import numpy as np
+    >>> scores = np.array([0.0, 1.3, 0.05, 2.0, 0.0], "float32")
+    >>> lowest(threshold=0.1)(scores, 1.0, seed=0).tolist()
+    [True, False, True, False, True]
+    >>> lowest()(scores, 0.4, seed=0).tolist()
+    [True, False, False, False, True]
+    """
+
+    threshold: object = attrs.field(default=None, converter=_threshold)
+
+    def __call__(self, weights, amount, seed):
+        return _single(self.select_batch, weights, amount, seed)
+
+    def select_batch(self, weights, amount, keys):
+        if self.threshold is None:
+            eligible = ops.isfinite(weights)
+        else:
+            eligible = arrays.in_range(weights, -np.inf, self.threshold)
+        if _is_full(amount):
+            return eligible
+        k = picking.to_pick(amount, picking.count(eligible))
+        return picking.smallest(_score_keys(weights), eligible, k, keys)
+
+
+lowest = Lowest

@@ -93,6 +93,8 @@ _EXAMPLES = [
     selectors.smallest_units(order=1),
     selectors.drop_and_grow(),
     selectors.gradient_drop_and_grow(),
+    selectors.lowest(),
+    selectors.lowest(threshold=0.02),
     mutators.normal(0.01, mean=0.5),
     mutators.initializer("ones"),
     mutators.shrink_perturb(0.5, 0.1, initializer="ones"),
