@@ -397,7 +397,7 @@ def test_one_instance_serves_several_models():
 
 def _read_address(variable):
     # A fresh read of the variable, seen through DLPack without a copy.
-    return np.from_dlpack(variable.value).__array_interface__["data"][0]
+    return np.from_dlpack(variable.value.read_value()).__array_interface__["data"][0]
 
 
 @pytest.mark.skipif(

@@ -86,32 +86,6 @@ def test_settings_refuse_bad_values_naming_them(field, value):
         ContinualSettings(**{field: value})
 
 
-# -- dormant units -----------------------------------------------------------------------------
-
-
-def test_dormant_units_follow_redo_definition():
-    activations = np.array([[0.0, 1.0, 4.0, 0.2], [0.0, 3.0, 0.0, 0.2]])
-    # Per-unit means |a|: 0, 2, 2, 0.2; layer mean 1.05; scores 0, 1.90, 1.90, 0.19.
-    np.testing.assert_array_equal(continual.dormant_units(activations), [True, False, False, False])
-    np.testing.assert_array_equal(
-        continual.dormant_units(activations, threshold=0.2), [True, False, False, True]
-    )
-    # Negative activations count by magnitude; a Conv's positions are averaged too.
-    np.testing.assert_array_equal(continual.dormant_units(-activations), [True, False, False, False])
-    maps = np.zeros((2, 3, 3, 2))
-    maps[..., 1] = 1.0
-    np.testing.assert_array_equal(continual.dormant_units(maps), [True, False])
-    # A layer that is silent everywhere is entirely dormant.
-    assert continual.dormant_units(np.zeros((4, 5))).all()
-    assert activations.tolist()[0] == [0.0, 1.0, 4.0, 0.2]  # input untouched
-
-
-@pytest.mark.parametrize("threshold", [-0.1, float("nan"), "0"])
-def test_dormant_units_refuse_a_bad_threshold(threshold):
-    with pytest.raises(ValueError, match="threshold"):
-        continual.dormant_units(np.ones((2, 2)), threshold)
-
-
 # -- training through the tasks -----------------------------------------------------------------
 
 
@@ -322,7 +296,7 @@ def test_defaults_of_each_scenario():
     picked = build_parser().parse_args(
         ["compare", "--scenario", "continual", "--techniques", "Shrink-Perturb,stroke", "all"]
     )
-    assert chosen_techniques(picked) == ["shrink_perturb", "stroke", "neuroplast"]
+    assert chosen_techniques(picked) == ["shrink_perturb", "stroke", "redo", "continual_backprop", "neuroplast"]
 
 
 @pytest.mark.parametrize(
@@ -331,8 +305,8 @@ def test_defaults_of_each_scenario():
         (["--tasks", "permuted"], "--tasks applies to --scenario continual only"),
         (["--task-count", "4"], "--task-count applies to --scenario continual only"),
         (["--scenario", "continual", "--techniques", "pruning"],
-         "unknown technique 'pruning'; choose from shrink_perturb, stroke, neuroplast or all "
-         "(for --scenario continual)"),
+         "unknown technique 'pruning'; choose from shrink_perturb, redo, continual_backprop, stroke, "
+         "neuroplast or all (for --scenario continual)"),
         (["--scenario", "continual", "--tasks", "shuffled"], "invalid choice: 'shuffled'"),
         (["--scenario", "continual", "--task-count", "0"], "expected a positive integer"),
         (["--scenario", "continual", "--epochs", "-1"], "expected a positive integer"),

@@ -31,7 +31,6 @@ _HOMES = {
     "TECHNIQUES": "kerastroke.compare.options",
     "load_bundled": "kerastroke.compare.data",
     "load_npz": "kerastroke.compare.data",
-    "dormant_units": "kerastroke.compare.continual",
     "run_comparison": "kerastroke.compare.experiment",
     "run_continual": "kerastroke.compare.continual",
 }

@@ -47,7 +47,6 @@ __all__ = [
     "ContinualRun",
     "ContinualTrainer",
     "Task",
-    "dormant_units",
     "make_tasks",
     "permuted_tasks",
     "random_label_tasks",
@@ -162,39 +161,6 @@ def make_tasks(dataset, kind, settings, seed):
     raise ValueError(f"Unknown task kind {kind!r}; choose from {', '.join(TASK_KINDS)}.")
 
 
-def dormant_units(activations, threshold=0.0):
-    """Which units of one layer are dormant on a probe batch (Sokar et al. 2023, ReDo).
-
-    A unit's score is its mean |activation| over the batch divided by the mean
-    of that over the layer's units; the unit is dormant when its score is at
-    most `threshold`. With `threshold=0` (the default, for ReLU) a unit is
-    dormant when it outputs exactly zero for every probe sample. A layer whose
-    every unit is silent has every unit dormant.
-
-    Args:
-        activations: Array (samples, ..., units): a layer's outputs; all axes
-            but the last are averaged over (a Conv filter's positions too).
-        threshold: tau >= 0.
-
-    Returns:
-        A bool array of shape (units,).
-
-    Example:
-    >>> dormant_units(np.array([[0.0, 1.0, 3.0], [0.0, 0.0, 2.0]]))
-    array([ True, False, False])
-    >>> dormant_units(np.array([[0.0, 0.1, 3.0]]), threshold=0.1)
-    array([ True,  True, False])
-    """
-    if not (isinstance(threshold, (int, float)) and threshold >= 0):
-        raise ValueError(f"threshold must be a number >= 0, got {threshold!r}.")
-    values = np.abs(np.asarray(activations, dtype="float64"))
-    per_unit = values.reshape(-1, values.shape[-1]).mean(axis=0)
-    layer_mean = per_unit.mean()
-    if layer_mean == 0.0:
-        return np.ones(per_unit.shape, dtype=bool)
-    return per_unit / layer_mean <= threshold
-
-
 @dataclasses.dataclass
 class ContinualRun:
     """What one (technique, seed) run through the task sequence produced.
@@ -262,7 +228,6 @@ class ContinualTrainer:
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             **experiment.compile_options(self.steps_per_epoch),
         )
-        self.hidden = keras.Model(self.model.inputs[0], self.model.get_layer("hidden").output)
         optimizer = self.model.optimizer
         optimizer.build(self.model.trainable_variables)
         self._fresh_optimizer = [keras.ops.convert_to_numpy(v) for v in optimizer.variables]
@@ -294,12 +259,13 @@ class ContinualTrainer:
         loss = keras.losses.sparse_categorical_crossentropy(task.y_score, logits, from_logits=True)
         predicted = keras.ops.convert_to_numpy(keras.ops.argmax(logits, axis=-1))
         probe = task.x_train[: self.settings.probe_samples]
-        hidden = keras.ops.convert_to_numpy(self.hidden(probe, training=False))
-        dormant = dormant_units(hidden, self.settings.dormant_threshold)
+        # Mean |activation| per unit of the hidden layer, ReDo's score, as the library measures it.
+        activity = kerastroke.unit_activity(self.model, probe, layers=["hidden"])
+        dormant = kerastroke.dormant_fraction(activity, self.settings.dormant_threshold)
         return (
             float(np.mean(predicted == task.y_score)),
             float(keras.ops.convert_to_numpy(keras.ops.mean(loss))),
-            float(np.mean(dormant)),
+            dormant,
         )
 
     def run(self, technique, seed, initial_weights, tasks, on_task=None):

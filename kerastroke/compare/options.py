@@ -169,6 +169,18 @@ CONTINUAL_TECHNIQUES = {
         {"shrink": 0.9, "perturb": 0.01, "period": 1},
         "w = 0.9 w + 0.01 fresh draw, every epoch (Ash and Adams; Dohare et al.)",
     ),
+    "redo": Technique(
+        "ReDo",
+        {"threshold": 0.0, "frequency": "epoch"},
+        "recycles hidden units silent on a probe batch, every epoch (Sokar et al.)",
+        takes=("probe",),
+    ),
+    "continual_backprop": Technique(
+        "ContinualBackprop",
+        {"replacement_rate": 1e-3, "decay": 0.99, "maturity": 100, "frequency": 10},
+        "replaces the lowest-utility mature units, 1e-3 per step, checked every 10 steps (Dohare et al.)",
+        takes=("probe",),
+    ),
     "stroke": TECHNIQUES["stroke"],
     "neuroplast": TECHNIQUES["neuroplast"],
 }

@@ -107,9 +107,12 @@ class UnitRecycling(Preset):
     """
 
     def __init__(self, rule, probe, layers, frequency, seed, verbose, name):
-        self.probe = _probe(probe, type(self).__name__)
+        probe = _probe(probe, type(self).__name__)
         super().__init__([rule], layers=layers, weights=True, biases=True, frequency=frequency,
                          seed=seed, verbose=verbose, name=name, reset_optimizer=True)
+        # The inputs the units are measured on; PlasticityCallback's own
+        # `probe` (an `(x, y)` batch for selectors that declare inputs) is unused here.
+        self.probe = probe
         self._groups = None
         self._groups_model = None
         self._activity = None
