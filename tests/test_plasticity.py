@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 
 import kerastroke
-from kerastroke import ContinualBackprop, ReDo, dormant_fraction, unit_activity
+from kerastroke import ContinualBackprop, ReDo, dormant_fraction, mutators, unit_activity
 from kerastroke.core import seeds
 from kerastroke.engine import activity, optimizer_state, units
-from kerastroke.mutators import draw_initializer
 
 # Positive inputs: a unit whose incoming weights are all negative (and bias
 # <= 0) is silent under ReLU on every probe input.
@@ -310,8 +309,10 @@ def test_redo_recycles_exactly_the_dormant_units(functional):
     for name, dead in (("h1", DEAD_1), ("h2", DEAD_2)):
         layer = model.get_layer(name)
         seed = seeds.derive(redo.variable_seed(layer.kernel, 7), "incoming")
+        shape = tuple(layer.kernel.shape)
+        everything = np.ones(shape, bool)
         fresh = np.asarray(keras.ops.convert_to_numpy(
-            draw_initializer(layer.kernel_initializer, tuple(layer.kernel.shape), "float32", seed)))
+            mutators.initializer(layer.kernel_initializer)(np.zeros(shape, "float32"), everything, seed)))
         np.testing.assert_array_equal(after[f"{name}/kernel"][:, dead], fresh[:, dead])
         assert (after[f"{name}/bias"][dead] == 0).all()
     h2_rows = after["h2/kernel"][DEAD_1][:, [0, 1, 3, 4]]
