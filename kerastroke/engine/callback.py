@@ -181,6 +181,7 @@ class PlasticityCallback(keras.callbacks.Callback):
         self._warned_no_target = False
         self._bound = {}
         self._resuming = False
+        self._fitting = False  # between on_train_begin and on_train_end
         self._last_iteration = 0
         self._epoch_changed = 0
         self._epoch_fractions = []
@@ -264,7 +265,15 @@ class PlasticityCallback(keras.callbacks.Callback):
             )
         self._targets = None  # resolved again: layers may have been added since the last fit
         self._warned_no_target = False
-        self._resolved()
+        self._fitting = True
+        variables = self._resolved()
+        if self.persistent:
+            # Before the train step is first traced, so that applications only
+            # assign masks it reads as state. A model built by its first batch
+            # (TensorFlow, a Sequential without `keras.Input`) has no variables
+            # yet: its holds attach at the first application, which rebuilds
+            # the train function once.
+            self._attach_holds(variables)
         self._resuming = self.persistent
         self._epoch_changed = 0
         self._epoch_fractions = []
@@ -289,6 +298,7 @@ class PlasticityCallback(keras.callbacks.Callback):
                 persistence.hold_again(variable)
         # Buffers kept for the next application's writes are not needed now.
         host.release()
+        self._fitting = False
 
     # -- applying ------------------------------------------------------------
 
@@ -353,14 +363,21 @@ class PlasticityCallback(keras.callbacks.Callback):
             optimizer_state.reset(optimizer, variable, changed)
         optimizer_state.follow_averages(optimizer, variable, changed)
 
+    def _attach_holds(self, variables):
+        """Attaches the holds `variables` lack; rebuilds a train function that would miss them."""
+        model = self._targets_model
+        # In `fit` the masks become state of the optimizer's compiled step
+        # where the backend needs that (JAX); a custom loop steps its own way.
+        optimizer = getattr(model, "optimizer", None) if self._fitting else None
+        if persistence.attach(variables, optimizer) and getattr(model, "compiled", False):
+            model.make_train_function(force=True)
+
     def _hold(self, variables):
-        attached = False
+        # `self.model` synced JAX's trainer state into the variables (in
+        # `_resolved`): its next step takes the masks assigned here.
+        self._attach_holds(variables)
         for variable in variables:
-            attached |= persistence.hold_zeros(variable)
-        # TensorFlow reads the mask variables on every step once they are
-        # traced in; other backends trace their values in as constants.
-        if (attached or keras.backend.backend() != "tensorflow") and self.model.compiled:
-            self.model.make_train_function(force=True)
+            persistence.hold_zeros(variable)
 
     def _log(self, logs, result):
         if logs is not None:
