@@ -387,10 +387,12 @@ class PlasticityCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_changed = 0
         self._epoch_fractions = []
+        # Read here rather than in on_train_begin only, once every callback
+        # (BackupAndRestore among them) has restored its state.
+        if self.frequency != "epoch":
+            self._last_iteration = self._iterations()  # the restored step count, not 0
         if self._resuming:
-            # Checked here rather than in on_train_begin, once every callback
-            # (BackupAndRestore among them) has restored its state: in resumed
-            # training the zeros of the restored weights are the held ones.
+            # In resumed training the zeros of the restored weights are the held ones.
             self._resuming = False
             if self._iterations() > 0:
                 self._hold(self._resolved())
