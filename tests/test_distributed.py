@@ -45,6 +45,13 @@ def test_mirrored_replicas_stay_identical(frequency, changed_per_epoch):
     assert result["checks"] > 0
     assert result["disagreements"] == 0
     assert result["stroke_changed"] == [changed_per_epoch, changed_per_epoch]
+    # The persistent MagnitudePruning's masks hold on every replica: once half
+    # the kernels are zero, they stay so through every optimizer step.
+    assert result["held_sparsity"] == [0.5, 0.5]
+    sparsity = result["batch_sparsity"]
+    first = sparsity.index(0.5)
+    assert first < len(sparsity) - 1
+    assert min(sparsity[first:]) >= 0.5
 
 
 @pytest.mark.parametrize(

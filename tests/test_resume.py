@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerastroke import NeuroPlast, Pruning, Stroke
+from kerastroke import MagnitudePruning, NeuroPlast, Pruning, Stroke, schedules
 
 EPOCHS = 4
 
@@ -66,4 +66,24 @@ def test_resume_through_backup_and_restore_is_bit_identical(tmp_path, op_determi
     model.fit(x, y, epochs=EPOCHS, batch_size=32, shuffle=False, verbose=0,
               callbacks=_callbacks() + [keras.callbacks.BackupAndRestore(backup)])
     for want, got in zip(expected, _bits(model)):
+        assert np.array_equal(want, got)
+
+
+def test_persistent_pruning_at_batch_frequency_resumes_bit_identically(tmp_path, op_determinism):
+    """The held masks are not saved: the restored weights' zeros are the held set."""
+
+    def callbacks():
+        ramp = schedules.polynomial(0.1, 0.7, begin=0, end=3 * EPOCHS, power=1)
+        return [MagnitudePruning(ramp, frequency=2, seed=14)]
+
+    x, y = _data()
+    fit = dict(epochs=EPOCHS, batch_size=32, shuffle=False, verbose=0)  # 3 steps per epoch
+    straight = _model()
+    straight.fit(x, y, callbacks=callbacks(), **fit)
+    backup = str(tmp_path / "backup")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _model().fit(x, y, callbacks=callbacks() + [keras.callbacks.BackupAndRestore(backup), _Interrupt()], **fit)
+    resumed = _model()
+    resumed.fit(x, y, callbacks=callbacks() + [keras.callbacks.BackupAndRestore(backup)], **fit)
+    for want, got in zip(_bits(straight), _bits(resumed)):
         assert np.array_equal(want, got)

@@ -200,7 +200,9 @@ class PlasticityCallback(keras.callbacks.Callback):
         self._bound = {}
         self._plan = None
         self._resuming = False
+        self._fitting = False  # between on_train_begin and on_train_end
         self._last_iteration = 0
+        self._epoch_first_iteration = 0
         self._epoch_changed = 0
         self._epoch_fractions = []
         if self.frequency != "epoch":
@@ -284,12 +286,20 @@ class PlasticityCallback(keras.callbacks.Callback):
             )
         self._targets = None  # resolved again: layers may have been added since the last fit
         self._warned_no_target = False
-        self._resolved()
+        self._fitting = True
+        variables = self._resolved()
+        if self.persistent:
+            # Before the train step is first traced, so that applications only
+            # assign masks it reads as state. A model built by its first batch
+            # (TensorFlow, a Sequential without `keras.Input`) has no variables
+            # yet: its holds attach at the first application, which rebuilds
+            # the train function once.
+            self._attach_holds(variables)
         self._resuming = self.persistent
         self._epoch_changed = 0
         self._epoch_fractions = []
         if self.frequency != "epoch":
-            self._last_iteration = self._iterations()
+            self._last_iteration = self._epoch_first_iteration = self._iterations()
 
     def _warn_no_target(self, model):
         if not self._warned_no_target:
@@ -307,6 +317,7 @@ class PlasticityCallback(keras.callbacks.Callback):
             # weights; they were updated before the hold ran at each step.
             for variable in self._resolved():
                 persistence.hold_again(variable)
+        self._fitting = False
 
     # -- applying ------------------------------------------------------------
 
@@ -383,14 +394,21 @@ class PlasticityCallback(keras.callbacks.Callback):
             optimizer_state.reset(optimizer, variable, changed)
         optimizer_state.follow_averages(optimizer, variable, changed)
 
+    def _attach_holds(self, variables):
+        """Attaches the holds `variables` lack; rebuilds a train function that would miss them."""
+        model = self._targets_model
+        # In `fit` the masks become state of the optimizer's compiled step
+        # where the backend needs that (JAX); a custom loop steps its own way.
+        optimizer = getattr(model, "optimizer", None) if self._fitting else None
+        if persistence.attach(variables, optimizer) and getattr(model, "compiled", False):
+            model.make_train_function(force=True)
+
     def _hold(self, variables):
-        attached = False
+        # `self.model` synced JAX's trainer state into the variables (in
+        # `_resolved`): its next step takes the masks assigned here.
+        self._attach_holds(variables)
         for variable in variables:
-            attached |= persistence.hold_zeros(variable)
-        # TensorFlow reads the mask variables on every step once they are
-        # traced in; other backends trace their values in as constants.
-        if (attached or keras.backend.backend() != "tensorflow") and self.model.compiled:
-            self.model.make_train_function(force=True)
+            persistence.hold_zeros(variable)
 
     def _log(self, logs, result):
         if logs is not None:
@@ -400,10 +418,13 @@ class PlasticityCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_changed = 0
         self._epoch_fractions = []
+        # Read here rather than in on_train_begin only, once every callback
+        # (BackupAndRestore among them) has restored its state.
+        if self.frequency != "epoch":
+            self._last_iteration = self._iterations()  # the restored step count, not 0
+            self._epoch_first_iteration = self._last_iteration
         if self._resuming:
-            # Checked here rather than in on_train_begin, once every callback
-            # (BackupAndRestore among them) has restored its state: in resumed
-            # training the zeros of the restored weights are the held ones.
+            # In resumed training the zeros of the restored weights are the held ones.
             self._resuming = False
             if self._iterations() > 0:
                 self._hold(self._resolved())
@@ -423,8 +444,22 @@ class PlasticityCallback(keras.callbacks.Callback):
     def _iterations(self):
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
+    def _step_after(self, batch):
+        """The optimizer's step count after `batch` of this epoch.
+
+        Counted from the epoch's first step rather than read from the model:
+        on JAX reading `self.model` copies the whole training state out of
+        the trainer, which at every batch would cost more than the training
+        step. With gradient accumulation the optimizer steps every few
+        batches, so the count is read.
+        """
+        optimizer = getattr(self._model, "optimizer", None)
+        if getattr(optimizer, "gradient_accumulation_steps", None):
+            return self._iterations()
+        return self._epoch_first_iteration + batch + 1
+
     def _on_train_batch_end(self, batch, logs=None):
-        step = self._iterations()
+        step = self._step_after(batch)
         previous, self._last_iteration = self._last_iteration, step
         # With steps_per_execution > 1 the count moves by several steps per
         # call: apply once whenever it passes a multiple of `frequency`.

@@ -1,7 +1,8 @@
 """Runs presets under tf.distribute.MirroredStrategy on two logical CPUs.
 
 Prints one JSON line: for every targeted variable, whether all replicas hold
-bit-identical values, and how many entries the callbacks changed. Run in its
+bit-identical values, how many entries the callbacks changed, and the kernels'
+sparsity after every batch (a persistent MagnitudePruning holds half of them). Run in its
 own process: logical devices must be set before TensorFlow starts.
 """
 
@@ -23,7 +24,7 @@ tf.config.set_logical_device_configuration(
 import keras  # noqa: E402
 import toy  # noqa: E402
 
-from kerastroke import NeuroPlast, Pruning, Stroke  # noqa: E402
+from kerastroke import MagnitudePruning, NeuroPlast, Pruning, Stroke, schedules  # noqa: E402
 
 
 class ReplicaCheck(keras.callbacks.Callback):
@@ -33,6 +34,7 @@ class ReplicaCheck(keras.callbacks.Callback):
         super().__init__()
         self.disagreements = 0
         self.checks = 0
+        self.batch_sparsity = []
 
     def _check(self):
         for variable in self.model.trainable_variables:
@@ -44,9 +46,16 @@ class ReplicaCheck(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self._check()
+        self.batch_sparsity.append(kernel_sparsity(self.model))
 
     def on_epoch_end(self, epoch, logs=None):
         self._check()
+
+
+def kernel_sparsity(model):
+    """Zero entries over all entries of the model's kernels (every replica agrees, as checked)."""
+    kernels = [np.asarray(v.numpy()) for v in model.trainable_variables if len(v.shape) == 2]
+    return sum(int(np.count_nonzero(k == 0)) for k in kernels) / sum(k.size for k in kernels)
 
 
 def main(frequency):
@@ -59,6 +68,7 @@ def main(frequency):
         Stroke(volatility_ratio=0.2, seed=1, frequency=frequency),
         Pruning(min_value=-0.05, max_value=0.05, seed=2, frequency=frequency),
         NeuroPlast(min_value=-0.01, max_value=0.01, seed=3, frequency=frequency),
+        MagnitudePruning(schedules.constant(0.5), seed=4, frequency=frequency, name="held"),
     ]
     check = ReplicaCheck()
     history = model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=callbacks + [check])
@@ -67,6 +77,8 @@ def main(frequency):
         "checks": check.checks,
         "disagreements": check.disagreements,
         "stroke_changed": history.history["stroke_changed"],
+        "held_sparsity": history.history["held_sparsity"],
+        "batch_sparsity": check.batch_sparsity,
     }))
 
 
