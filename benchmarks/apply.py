@@ -19,7 +19,7 @@ apart; the others give the minimum of a few repeats.
 With `next_step`, also what an application leaves to the training step
 after it: one `model.train_on_batch` after an application (restore and
 application untimed), against one after a plain restore of the same
-weights. A write whose cost is paid at the variable's next update, a mask
+weights, the two in alternation. A write whose cost is paid at the variable's next update, a mask
 or constraint the train step now applies, or a train function that must
 be traced or compiled again all show there.
 
@@ -37,7 +37,7 @@ import numpy as np
 import kerastroke
 from benchmarks import models
 from benchmarks.report import format_ms
-from benchmarks.timing import measure, ratio
+from benchmarks.timing import Timing, measure, ratio
 
 MEMCPY_FACTOR = 10.0
 PER_VARIABLE_S = 20e-6
@@ -118,6 +118,36 @@ def _batch(model, size):
     return x, y
 
 
+def _next_step(model, x, y, callback, restore, reader, repeats):
+    """`train_on_batch` after a plain restore and after an application, in alternation.
+
+    Restore and application are untimed. The first pair is a warm-up (it
+    traces the train step, and for a persistent preset the constraint the
+    first application attaches); then the minimum of each over `repeats`
+    pairs, taken back to back so that both see the same load.
+    """
+    plain, after = [], []
+    for pair in range(1 + repeats):
+        restore()
+        plain.append(_timed(lambda: model.train_on_batch(x, y)))
+        restore()
+        callback.apply(10**6 + pair)
+        reader()
+        after.append(_timed(lambda: model.train_on_batch(x, y)))
+    plain, after = Timing(tuple(plain[1:]), tuple(plain[:1])), Timing(tuple(after[1:]), tuple(after[:1]))
+    return {"plain": plain.as_dict(), "after": after.as_dict(), "extra_s": after.best - plain.best}
+
+
+def _timed(call):
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        call()
+        return time.perf_counter() - start
+    finally:
+        gc.enable()
+
+
 def measure_model(name, spec, presets, *, repeats, budget_s, next_step=False, step_repeats=3,
                   batch_size=16, memcpy_repeats=50, log=print):
     """Every preset in `presets` (name -> factory) applied to the model of `spec`."""
@@ -149,9 +179,6 @@ def measure_model(name, spec, presets, *, repeats, budget_s, next_step=False, st
 
     if next_step:
         x, y = _batch(model, batch_size)
-        train = lambda i: model.train_on_batch(x, y)  # noqa: E731
-        # The warm-up call traces and compiles the train step.
-        row["plain_step"] = measure(train, repeats=step_repeats, prepare=restore).as_dict()
         row["step_batch_size"] = batch_size
     kernels, with_biases = row["targets"]["kernels"], row["targets"]["kernels and biases"]
     log(f"  {name}: {row['description']}; {kernels['variables']} kernels ({kernels['entries']:,} entries), "
@@ -194,15 +221,7 @@ def measure_model(name, spec, presets, *, repeats, budget_s, next_step=False, st
             }
             entry = row["presets"][preset]
             if next_step:
-                steps = iter(range(10**6, 2 * 10**6))
-
-                def applied(callback=callback, reader=reader, steps=steps):
-                    restore()
-                    callback.apply(next(steps))
-                    reader()
-
-                after = measure(train, repeats=step_repeats, prepare=applied)
-                entry["next_step"] = {**after.as_dict(), "extra_s": after.best - row["plain_step"]["min_s"]}
+                entry["next_step"] = _next_step(model, x, y, callback, restore, reader, step_repeats)
             extra = f"; next step +{entry['next_step']['extra_s'] * 1e3:.1f} ms" if next_step else ""
             log(f"    {models.LABELS.get(preset, preset)}: {format_ms(timing.best)} "
                 f"({entry['ratio_to_memcpy']:.1f}x memcpy, {entry['over_budget']:.2f}x the budget); "

@@ -65,8 +65,9 @@ def test_one_model_measured_end_to_end():
         assert entry["repeats"] == 2 and entry["first_s"] == entry["warmup_s"][0]
         assert entry["ratio_to_memcpy"] == pytest.approx(entry["min_s"] / yardstick["memcpy"]["min_s"])
         assert entry["met"] == (entry["min_s"] <= yardstick["budget_s"])
-        assert entry["next_step"]["extra_s"] == pytest.approx(
-            entry["next_step"]["min_s"] - row["plain_step"]["min_s"])
+        step = entry["next_step"]
+        assert step["plain"]["repeats"] == step["after"]["repeats"] == 1
+        assert step["extra_s"] == pytest.approx(step["after"]["min_s"] - step["plain"]["min_s"])
     assert row["presets"]["MagnitudePruning"]["changed_fraction"] == pytest.approx(0.5, abs=0.02)
     assert row["presets"]["Stroke"]["changed_fraction"] == pytest.approx(0.05, abs=0.02)
 
