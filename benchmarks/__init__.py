@@ -1,18 +1,19 @@
 """kerastroke's speed benchmark: `python -m benchmarks` (or `make bench`).
 
-Every figure is a ratio of two times (or sizes) measured in the same run:
+Every figure is a ratio of two times measured in the same run, on each of
+TensorFlow, JAX and PyTorch (one process per backend, `benchmarks.worker`):
 
-a. each preset once on a 2048x2048 Dense kernel, against kerastroke 2.1.1
-   installed from the package registry into `benchmarks/.cache` at run time;
-b. each preset on a 4096x4096 kernel, against one `np.copyto` of its weights;
-c. the same at 1M, 4M and 16M weights: time per weight and its growth;
-d. `model.fit` of an MLP with the presets at epoch frequency, against the
-   same fit without them;
-e. peak extra memory (process RSS high-water mark) of one application, in a
-   fresh process per preset, against the size of the targeted kernel;
-f. persistent `MagnitudePruning` fit overhead on a 256-512-512-10 MLP, with
-   tfmot's `prune_low_magnitude` under tf_keras run side by side in a virtual
-   environment the benchmark creates.
+apply: each of the six presets applied once (`callback.apply(step)`, then a
+    read-back of every targeted variable) to five models with many
+    variables, against one `np.copyto` of as many entries; the first
+    application apart; and the extra cost of the training step after it.
+fit: `model.fit` of a 16 x Dense(256) MLP with persistent MagnitudePruning
+    (polynomial ramp) and with Stroke every 100 steps, against plain fit;
+    tfmot's `prune_low_magnitude` under tf_keras side by side, in a virtual
+    environment the benchmark creates.
+original, memory (opt-in, `--sections`): the 2.x presets against
+    kerastroke 2.1.1, and peak extra memory of one application.
 
-Results go to `benchmarks/results/latest.{md,json}` (`quick.*` with `--quick`).
+Only kerastroke's public API is used. Results go to
+`benchmarks/results/latest.{md,json}` (`quick.*` with `--quick`).
 """

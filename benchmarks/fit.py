@@ -1,4 +1,11 @@
-"""(d) and (f): `model.fit` with callbacks, against the same fit without them.
+"""`model.fit` with callbacks applied every 100 optimizer steps, against the same fit without them.
+
+The model is a deep MLP (16 x Dense(256), 17 kernels, about 1M weights),
+Adam, batch 64: many variables per step, so per-variable costs show. The
+callbacks are persistent `MagnitudePruning` on a polynomial sparsity ramp
+(0 to 0.8 over the whole run) and `Stroke` (5% of the weights redrawn), both
+with `frequency=100`; tfmot's `prune_low_magnitude` with the same ramp runs
+on the same model under tf_keras (benchmarks/tfmot.py).
 
 Each configuration gets its own model, compiled and warmed up by a fit of
 `warmup_epochs` (tracing happens there; for a persistent callback also its
@@ -12,9 +19,9 @@ leaves out `fit`'s set-up. The overhead is the median over turns of
 (epoch time / baseline epoch time of the same turn) - 1; the same ratio of
 process CPU time (all threads), which other processes' load disturbs less,
 and the ratio of the fastest epochs are kept too. Time spent inside each
-callback's `on_epoch_end` is also recorded: its share of the baseline epoch
-is the overhead of a callback that does nothing between epoch ends, without
-the wall-clock noise.
+callback's hooks (`on_epoch_end`, `on_train_batch_end`) is also recorded:
+the applications themselves, without what they leave to the training steps
+(a retrace, a recompile, a copy at the next update).
 """
 
 import gc
@@ -25,28 +32,8 @@ import keras
 import numpy as np
 
 import kerastroke
-from benchmarks.models import PRESETS
+from benchmarks.data import make_data
 from benchmarks.timing import ratio
-
-
-def make_data(samples, features, classes, seed=0):
-    """Gaussian inputs, labels from a random linear teacher: learnable, no download."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((samples, features), dtype=np.float32)
-    teacher = rng.standard_normal((features, classes), dtype=np.float32)
-    y = np.argmax(x @ teacher, axis=1).astype(np.int32)
-    return x, y
-
-
-def mlp(features, hidden, classes, seed=0):
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
-        [keras.Input((features,))]
-        + [keras.layers.Dense(units, activation="relu") for units in hidden]
-        + [keras.layers.Dense(classes)]
-    )
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model
 
 
 class _EpochStart(keras.callbacks.Callback):
@@ -69,18 +56,35 @@ class _EpochEnd(keras.callbacks.Callback):
         self.clock["cpu"].append(time.process_time() - cpu)
 
 
-def _time_epoch_ends(callback, sink):
-    inner = callback.on_epoch_end
+def _time_hooks(callback, sink):
+    """Adds the seconds spent in the callback's `on_epoch_end` and, where the callback defines
+    its own, `on_train_batch_end` to `sink`.
 
-    def on_epoch_end(epoch, logs=None):
-        start = time.perf_counter()
-        try:
-            return inner(epoch, logs)
-        finally:
-            sink.append(time.perf_counter() - start)
+    A batch hook Keras sees as its default one is left alone: wrapping it
+    would turn off Keras's asynchronous batch dispatch (Keras marks the
+    default hooks with `_is_default`).
+    """
+    for hook in ("on_epoch_end", "on_train_batch_end"):
+        inner = getattr(callback, hook)
+        if hook != "on_epoch_end" and getattr(inner, "_is_default", False):
+            continue
 
-    # Keras calls callback.on_epoch_end(...): the instance attribute comes first.
-    callback.on_epoch_end = on_epoch_end
+        def timed(*args, inner=inner, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                sink.append(time.perf_counter() - start)
+
+        # Keras calls callback.<hook>(...): the instance attribute comes first.
+        setattr(callback, hook, timed)
+
+
+def kernel_sparsity(model):
+    """Fraction of kernel entries (variables of 2 or more dimensions) exactly zero."""
+    kernels = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables if len(v.shape) >= 2]
+    size = sum(k.size for k in kernels)
+    return sum(int(np.count_nonzero(k == 0)) for k in kernels) / size if size else 0.0
 
 
 def paired_overhead(times, baseline_times):
@@ -105,7 +109,7 @@ def overhead(configs, build, x, y, *, epochs, batch_size, warmup_epochs=1, log=p
         callbacks = make_callbacks()
         inside = []
         for callback in callbacks:
-            _time_epoch_ends(callback, inside)
+            _time_hooks(callback, inside)
         clock = {"start": None, "epochs": [], "cpu": []}
         callbacks = [_EpochStart(clock), *callbacks, _EpochEnd(clock)]
         start = time.perf_counter()
@@ -146,7 +150,7 @@ def overhead(configs, build, x, y, *, epochs, batch_size, warmup_epochs=1, log=p
             "warmup_fit_s": run["warmup_s"],
             "callback_s_per_epoch": per_epoch_inside,
             "callback_share": ratio(per_epoch_inside, baseline_epoch),
-            "sparsity_after": kerastroke.sparsity(run["model"])["total"],
+            "sparsity_after": kernel_sparsity(run["model"]),
         }
     results[names[0]]["spread"] = ratio(max(baseline_epochs), baseline_epoch) - 1.0
     for run in runs.values():
@@ -156,40 +160,43 @@ def overhead(configs, build, x, y, *, epochs, batch_size, warmup_epochs=1, log=p
     return results
 
 
-def run_presets(*, samples, features, hidden, classes, batch_size, epochs, warmup_epochs=1, log=print):
-    """(d): the three 2.x presets, each alone and all together, at epoch frequency."""
+def mlp(features, hidden, classes, seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [keras.Input((features,))]
+        + [keras.layers.Dense(units, activation="relu") for units in hidden]
+        + [keras.layers.Dense(classes)]
+    )
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def schedule_end(samples, batch_size, warmup_epochs, epochs):
+    """The last optimizer step of the run: where the sparsity ramp reaches its final value."""
+    return -(-samples // batch_size) * (warmup_epochs + epochs)
+
+
+def run(*, samples, features, hidden, classes, batch_size, epochs, warmup_epochs, frequency, final_sparsity,
+        log=print):
+    """Plain fit, persistent MagnitudePruning on a polynomial ramp, and Stroke, every `frequency` steps."""
     x, y = make_data(samples, features, classes)
-    configs = {"baseline": list}
-    for name, preset in PRESETS.items():
-        configs[name] = lambda preset=preset: [preset(seed=0)]
-    configs["all three"] = lambda: [preset(seed=index) for index, preset in enumerate(PRESETS.values())]
+    end = schedule_end(samples, batch_size, warmup_epochs, epochs)
+    configs = {
+        "baseline": list,
+        "MagnitudePruning": lambda: [kerastroke.MagnitudePruning(
+            kerastroke.schedules.polynomial(0.0, final_sparsity, begin=0, end=end), frequency=frequency, seed=0)],
+        "Stroke": lambda: [kerastroke.Stroke(frequency=frequency, seed=0)],
+    }
     results = overhead(configs, lambda: mlp(features, hidden, classes), x, y,
                        epochs=epochs, batch_size=batch_size, warmup_epochs=warmup_epochs, log=log)
     model = mlp(features, hidden, classes)
+    kernels = [v for v in model.trainable_variables if len(v.shape) >= 2]
     return {
         "model": {"layers": [features, *hidden, classes], "parameters": int(model.count_params()),
-                  "kernel_weights": int(sum(np.prod(v.shape) for v in model.trainable_variables if len(v.shape) >= 2))},
+                  "kernels": len(kernels), "kernel_weights": int(sum(np.prod(v.shape) for v in kernels))},
         "data": {"samples": samples, "batch_size": batch_size, "steps_per_epoch": -(-samples // batch_size)},
-        "timed_epochs": epochs,
-        "warmup_epochs": warmup_epochs,
-        "configs": results,
-    }
-
-
-def run_persistent(x, y, *, hidden, classes, batch_size, epochs, sparsity, warmup_epochs=2, log=print):
-    """(f), kerastroke's side: MagnitudePruning(frequency="epoch"), a mask held after every step."""
-    features = x.shape[1]
-    configs = {
-        "baseline": list,
-        "MagnitudePruning": lambda: [kerastroke.MagnitudePruning(sparsity, frequency="epoch", seed=0)],
-    }
-    results = overhead(configs, lambda: mlp(features, hidden, classes), x, y,
-                       epochs=epochs, batch_size=batch_size, warmup_epochs=warmup_epochs, log=log)
-    return {
-        "model": {"layers": [features, *hidden, classes]},
-        "data": {"samples": int(x.shape[0]), "batch_size": batch_size,
-                 "steps_per_epoch": -(-x.shape[0] // batch_size)},
-        "sparsity": sparsity,
+        "frequency": frequency,
+        "schedule": {"initial": 0.0, "final": final_sparsity, "begin": 0, "end": end, "power": 3.0},
         "timed_epochs": epochs,
         "warmup_epochs": warmup_epochs,
         "configs": results,

@@ -45,9 +45,9 @@ def _max_rss_bytes():
 def worker(name, side):
     import keras
 
-    from benchmarks.models import PRESETS, applied, dense_model, kernel_of
+    from benchmarks.models import LEGACY_PRESETS, applied, dense_model, kernel_of
 
-    preset = PRESETS[name]
+    preset = LEGACY_PRESETS[name]
     applied(preset, dense_model(64)).apply(0)
     model = dense_model(side)
     kernel = kernel_of(model)

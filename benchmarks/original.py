@@ -19,7 +19,7 @@ from pathlib import Path
 
 import keras
 
-from benchmarks.models import PRESETS, applied, changed_fraction, dense_model, kernel_of
+from benchmarks.models import LEGACY_PRESETS, applied, changed_fraction, dense_model, kernel_of
 from benchmarks.timing import measure, ratio
 
 VERSION = "2.1.1"
@@ -72,7 +72,7 @@ def run(cache_dir, *, side, repeats, original_repeats, budget_s, original_budget
         "weights": int(weights.size),
         "presets": {},
     }
-    for name, preset in PRESETS.items():
+    for name, preset in LEGACY_PRESETS.items():
         callback = applied(preset, model)
         ours = measure(lambda step, cb=callback: cb.apply(step), repeats=repeats, budget_s=budget_s,
                        prepare=lambda: kernel.assign(weights))

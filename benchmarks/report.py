@@ -1,23 +1,24 @@
-"""Targets, the markdown table and the JSON file, all from the measured numbers."""
+"""Targets, the markdown tables and the JSON file, all from the measured numbers."""
 
 import json
 import os
 from pathlib import Path
 
-from benchmarks.models import PRESETS
-
-# Issue 4 (a-e) and issue 7 item 8 (f).
-TARGETS = {
-    "a": ("every preset at least 100x faster than kerastroke 2.1.1", 100.0, "min"),
-    "b": ("every preset at most 5x one np.copyto of the weights", 5.0, "max"),
-    "c": ("cost linear in size: b of time ~ size**b, between the two largest sizes, at most 1.1", 1.1, "max"),
-    "d": ("fit overhead at epoch frequency at most 2% (time inside the callbacks / baseline epoch)", 0.02, "max"),
-    "e": ("peak extra memory at most 3x the largest targeted tensor", 3.0, "max"),
-    "f": ("persistent MagnitudePruning fit overhead at most 10% (median paired epoch ratio)", 0.10, "max"),
+# Issue 12's targets.
+FIT_LIMIT = 1.10
+APPLY_TARGET = "one application (and the read-back) at most 10 x memcpy + 20 us per targeted variable"
+FIRST_TARGET = "first application of a callback (tracing, compiling) under 2 s"
+FIT_TARGET = f"persistent MagnitudePruning (frequency=100 in the full run) at most {FIT_LIMIT:.2f}x plain fit"
+TFMOT_TARGET = "MagnitudePruning's fit overhead below tfmot's prune_low_magnitude's"
+LABELS = {
+    "MagnitudePruning": "MagnitudePruning(0.5)",
+    "SET": "SET(0.5, 0.3)",
+    "ShrinkPerturb": "ShrinkPerturb(0.4, 0.1)",
 }
 
 
-def _ms(seconds):
+def format_ms(seconds):
+    """Seconds as milliseconds (or microseconds, below 0.1 ms) with 2 to 3 significant digits."""
     if seconds is None:
         return "-"
     milliseconds = seconds * 1e3
@@ -25,16 +26,21 @@ def _ms(seconds):
         return f"{milliseconds:.0f} ms"
     if milliseconds >= 10:
         return f"{milliseconds:.1f} ms"
-    return f"{milliseconds:.2f} ms"
+    if milliseconds >= 0.1:
+        return f"{milliseconds:.2f} ms"
+    return f"{milliseconds * 1e3:.0f} us"
+
+
+def _s(seconds):
+    return "-" if seconds is None else f"{seconds:.2f} s"
 
 
 def _x(value, digits=1):
-    return "-" if value is None else f"{value:.{digits}f}x"
-
-
-def _warmup(section):
-    epochs = section.get("warmup_epochs", 1)
-    return "a warm-up epoch" if epochs == 1 else f"a warm-up of {epochs} epochs"
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:.0f}x"
+    return f"{value:.{digits}f}x"
 
 
 def _pct(value):
@@ -45,283 +51,311 @@ def _mib(value):
     return "-" if value is None else f"{value / 2**20:.0f} MiB"
 
 
-def _worst(values, kind):
-    """(name, value) of the entry furthest from its target."""
-    values = {name: value for name, value in values.items() if value is not None}
-    if not values:
+def _ok(section):
+    return section is not None and "error" not in section
+
+
+def _yes(met):
+    return {True: "yes", False: "**no**", None: "-"}[met]
+
+
+# -- verdicts -----------------------------------------------------------------------------
+
+
+def _apply_verdicts(apply):
+    entries = [(model, preset, entry) for model, row in apply["models"].items() if "presets" in row
+               for preset, entry in row["presets"].items() if "error" not in entry]
+    failed = [(model, preset) for model, row in apply["models"].items()
+              for preset, entry in row.get("presets", {}).items() if "error" in entry]
+    failed += [(model, None) for model, row in apply["models"].items() if "error" in row]
+    if not entries:
         return None, None
-    pick = min if kind == "min" else max
-    name = pick(values, key=values.get)
-    return name, values[name]
+    worst = max(entries, key=lambda item: item[2]["over_budget"])
+    slowest_first = max(entries, key=lambda item: item[2]["first_s"])
+    met = sum(entry["met"] for _, _, entry in entries)
+    application = {
+        "target": APPLY_TARGET,
+        "met_count": met,
+        "measured": len(entries),
+        "failed": [list(item) for item in failed],
+        "worst": {"model": worst[0], "preset": worst[1], "over_budget": worst[2]["over_budget"],
+                  "ms": worst[2]["min_s"] * 1e3, "ratio_to_memcpy": worst[2]["ratio_to_memcpy"]},
+        "met": met == len(entries) and not failed,
+    }
+    first = {
+        "target": FIRST_TARGET,
+        "met_count": sum(entry["first_met"] for _, _, entry in entries),
+        "measured": len(entries),
+        "worst": {"model": slowest_first[0], "preset": slowest_first[1], "s": slowest_first[2]["first_s"]},
+        "met": all(entry["first_met"] for _, _, entry in entries) and not failed,
+    }
+    return application, first
 
 
-def _ok(results, key):
-    return key in results and "error" not in results[key]
-
-
-def targets(results):
-    """One verdict per target from the measured ratios: name, worst entry, value, met."""
-    measured = {}
-    if _ok(results, "original"):
-        measured["a"] = {name: row.get("speedup") for name, row in results["original"]["presets"].items()}
-    if _ok(results, "floor"):
-        largest = results["floor"]["rows"][-1]
-        measured["b"] = {name: row["ratio_to_memcpy"] for name, row in largest["presets"].items()}
-        measured["c"] = {name: results["floor"]["growth"][name]["exponent_largest"] for name in PRESETS}
-    if _ok(results, "fit"):
-        # Judged on the time inside the callbacks: epoch-frequency presets add nothing to the
-        # steps, and the wall-clock difference of two epochs is noisier than 2% on a shared machine.
-        measured["d"] = {name: row["callback_share"] for name, row in results["fit"]["configs"].items()
-                         if name != "baseline"}
-    if _ok(results, "memory"):
-        measured["e"] = {name: row.get("ratio") for name, row in results["memory"]["presets"].items()}
-    if _ok(results, "persistent"):
-        measured["f"] = {"MagnitudePruning": results["persistent"]["kerastroke"]["configs"]
-                         ["MagnitudePruning"]["overhead"]}
+def _fit_verdicts(fit, tfmot):
+    configs = fit["configs"]
     verdicts = {}
-    for key, values in measured.items():
-        text, limit, kind = TARGETS[key]
-        name, value = _worst(values, kind)
-        met = None if value is None else (value >= limit if kind == "min" else value <= limit)
-        verdicts[key] = {"target": text, "limit": limit, "worst": name, "value": value, "met": met,
-                         "all": values}
-    if "f" in verdicts:
-        # Wall-clock epochs on a shared machine: if the CPU-time ratio falls on the other side
-        # of the limit, the verdict is left open rather than claimed.
-        cpu = results["persistent"]["kerastroke"]["configs"]["MagnitudePruning"]["cpu_overhead"]
-        verdicts["f"]["cpu"] = cpu
-        if verdicts["f"]["met"] is not None and verdicts["f"]["met"] != (cpu <= verdicts["f"]["limit"]):
-            verdicts["f"]["met"] = None
+    for name in ("MagnitudePruning", "Stroke"):
+        if name not in configs:
+            continue
+        row = configs[name]
+        wall, cpu = 1.0 + row["overhead"], 1.0 + row["cpu_overhead"]
+        met = wall <= FIT_LIMIT
+        verdict = {"target": f"{name} every {fit['frequency']} steps at most {FIT_LIMIT:.2f}x plain fit",
+                   "ratio": wall, "cpu_ratio": cpu, "met": met}
+        if met != (cpu <= FIT_LIMIT):
+            # Wall-clock epochs on a shared machine: where CPU time says otherwise, leave it open.
+            verdict["met"] = None
+        verdicts[name] = verdict
+    if "MagnitudePruning" in configs and _ok(tfmot):
+        ours = configs["MagnitudePruning"]["overhead"]
+        theirs = tfmot["configs"]["prune_low_magnitude"]["overhead"]
+        verdicts["tfmot"] = {"target": TFMOT_TARGET, "ours": ours, "tfmot": theirs, "met": ours < theirs}
     return verdicts
 
 
-def _format_target_value(key, value):
-    if value is None:
-        return "-"
-    if key in ("d", "f"):
-        return _pct(value)
-    if key == "c":
-        return f"{value:.2f}"
-    return _x(value, 0 if key == "a" else 2)
+def targets(results):
+    """Per backend: the verdicts of issue 12's targets from the measured numbers."""
+    verdicts = {}
+    for backend, result in results.get("backends", {}).items():
+        entry = {}
+        if _ok(result) and _ok(result.get("apply")):
+            entry["application"], entry["first"] = _apply_verdicts(result["apply"])
+        if _ok(result) and _ok(result.get("fit")):
+            entry["fit"] = _fit_verdicts(result["fit"], results.get("tfmot"))
+        verdicts[backend] = entry
+    return verdicts
 
 
-def markdown(results):
+# -- markdown -----------------------------------------------------------------------------
+
+
+def _load(values):
+    return " ".join(map(str, values or [])) or "-"
+
+
+def _header(results):
     machine = results["machine"]
-    lines = [f"# kerastroke benchmark ({results['mode']})", ""]
+    versions = machine["versions"]
     library = f"kerastroke {machine['kerastroke']} at git {machine['git_commit']}"
     if machine.get("library_uncommitted_changes"):
         library += " with uncommitted library changes"
-    lines += [
-        f"Run {results['started']} in {results['duration_s']:.0f} s on {machine['cpu']}, "
+    software = ", ".join(f"{name} {versions[name]}" for name in ("keras", "tensorflow", "jax", "torch", "numpy")
+                         if versions.get(name))
+    lines = [
+        f"# kerastroke benchmark ({results['mode']})", "",
+        f"Run {results['started']} in {results['duration_s'] / 60:.1f} min on {machine['cpu']}, "
         f"{machine['usable_cores']} cores, {machine['memory_gib']:.0f} GiB; Python {machine['python']}, "
-        f"TensorFlow {machine['tensorflow']}, Keras {machine['keras']} ({machine['keras_backend']}), "
-        f"NumPy {machine['numpy']}; {library}.",
-        "Load average (1/5/15 min): at start {}, at end {}.".format(
-            " ".join(map(str, results["load_start"] or [])), " ".join(map(str, results["load_end"] or []))),
-        "Times are `time.perf_counter` minima over the repeats after one warm-up call (medians and "
-        "every sample are in the JSON); each ratio is of two numbers measured in this run.",
+        f"{software}; {library}. Command: `{' '.join(results.get('command', []))}`.",
+        "",
+        f"Load average (1/5/15 min): at start {_load(results['load_start'])}, at end {_load(results['load_end'])}; "
+        "per backend and section below. The machine is shared: a load above the core count means other "
+        "processes ran during the measurement.",
         "",
     ]
+    for backend, result in results["backends"].items():
+        if "error" in result and "backend" not in result:
+            lines.append(f"- {backend}: failed: {result['error']}")
+            continue
+        info = result["backend"]
+        loads = "; ".join(f"{key} {_load(result[key].get('load_at_start'))}"
+                          for key in ("apply", "fit", "original", "memory") if key in result)
+        threads = {"tensorflow": f"intra-op threads {info.get('intra_op_threads')}",
+                   "torch": f"threads {info.get('threads')}",
+                   "jax": f"x64 {info.get('x64')}"}.get(info["keras_backend"], "")
+        lines.append(f"- {backend} {info.get('version')} ({threads}): {result['duration_s']:.0f} s; load at start "
+                     f"of {loads}")
+    if "tfmot" in results:
+        lines.append(f"- tfmot: {results['tfmot'].get('section_s', 0):.0f} s in its own environment")
+    lines.append("")
     if results["mode"] == "quick":
         lines += ["**Quick run** (`--quick`): small sizes and few repeats, to check the harness; the targets "
                   "are for the full run's sizes.", ""]
-    verdicts = results["targets"]
-    if verdicts:
-        lines += ["## Targets", "", "| | target | worst measured | met |", "| --- | --- | --- | --- |"]
-        for key, verdict in verdicts.items():
-            met = {True: "yes", False: "**no**", None: "-"}[verdict["met"]]
-            measured = f"{verdict['worst']}: {_format_target_value(key, verdict['value'])}"
-            if "cpu" in verdict:
-                measured += f" (CPU time {_pct(verdict['cpu'])})"
-                if verdict["met"] is None:
-                    met = "unclear: wall-clock and CPU time disagree"
-            lines.append(f"| {key} | {verdict['target']} | {measured} | {met} |")
+    return lines
+
+
+def _targets_table(results):
+    verdicts = results.get("targets") or {}
+    if not verdicts:
+        return []
+    lines = ["## Targets (issue 12)", "",
+             f"| backend | {APPLY_TARGET} | {FIRST_TARGET} | {FIT_TARGET} | {TFMOT_TARGET} |",
+             "| --- | --- | --- | --- | --- |"]
+    for backend, entry in verdicts.items():
+        cells = []
+        application = entry.get("application")
+        if application:
+            worst = application["worst"]
+            text = (f"{application['met_count']} of {application['measured']} met; worst "
+                    f"{LABELS.get(worst['preset'], worst['preset'])} on {worst['model']}: "
+                    f"{_x(worst['over_budget'])} the limit ({_x(worst['ratio_to_memcpy'])} memcpy)")
+            if application["failed"]:
+                text += f"; {len(application['failed'])} failed"
+            cells.append(f"{_yes(application['met'])}: {text}")
+        else:
+            cells.append("-")
+        first = entry.get("first")
+        if first:
+            worst = first["worst"]
+            cells.append(f"{_yes(first['met'])}: {first['met_count']} of {first['measured']}; slowest "
+                         f"{LABELS.get(worst['preset'], worst['preset'])} on {worst['model']}, {_s(worst['s'])}")
+        else:
+            cells.append("-")
+        fit = entry.get("fit", {})
+        pruning = fit.get("MagnitudePruning")
+        if pruning:
+            met = "unclear (wall clock and CPU time disagree)" if pruning["met"] is None else _yes(pruning["met"])
+            cells.append(f"{met}: {pruning['ratio']:.2f}x (CPU time {pruning['cpu_ratio']:.2f}x)")
+        else:
+            cells.append("-")
+        versus = fit.get("tfmot")
+        cells.append(f"{_yes(versus['met'])}: {_pct(versus['ours'])} against {_pct(versus['tfmot'])}"
+                     if versus else "-")
+        lines.append(f"| {backend} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _apply_tables(results):
+    lines = []
+    for backend, result in results["backends"].items():
+        apply = result.get("apply") if isinstance(result, dict) else None
+        if apply is None:
+            continue
+        if "error" in apply:
+            lines += [f"## One application, {backend}: not measured", "", "```", apply["error"], "```", ""]
+            continue
+        presets = []
+        for row in apply["models"].values():
+            for preset in row.get("presets", {}):
+                if preset not in presets:
+                    presets.append(preset)
+        lines += [
+            f"## One application, {backend}", "",
+            "Each cell: the minimum time of `callback.apply(step)` followed by a compiled read-back of every "
+            "targeted variable, its ratio to one `np.copyto` of as many entries, and whether it is within "
+            "10 x memcpy + 20 us per targeted variable (the limit column: kernels; with biases, for "
+            "ShrinkPerturb). The read-back alone is part of every cell.",
+            "",
+            "| model | targeted | memcpy | read-back | limit | " + " | ".join(LABELS.get(p, p) for p in presets) + " |",
+            "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in presets) + " |",
+        ]
+        firsts = []
+        for name, row in apply["models"].items():
+            if "error" in row:
+                lines.append(f"| {name}: {row['description']} | failed: {row['error'][:200]} |")
+                continue
+            kernels, both = row["targets"]["kernels"], row["targets"]["kernels and biases"]
+            cells = []
+            for preset in presets:
+                entry = row["presets"].get(preset)
+                if entry is None:
+                    cells.append("")
+                elif "error" in entry:
+                    cells.append(f"failed: {entry['error'][:80]}")
+                else:
+                    text = f"{format_ms(entry['min_s'])} ({_x(entry['ratio_to_memcpy'])})"
+                    cells.append(f"{text} yes" if entry["met"] else f"**{text} no**")
+            targeted = (f"{kernels['variables']} kernels ({kernels['entries']:,}); "
+                        f"+{both['variables'] - kernels['variables']} biases (+{both['entries'] - kernels['entries']:,})")
+            lines.append(
+                f"| {name}: {row['description']} | {targeted} | {format_ms(kernels['memcpy']['min_s'])}; "
+                f"{format_ms(both['memcpy']['min_s'])} | {format_ms(kernels['read_back']['min_s'])}; "
+                f"{format_ms(both['read_back']['min_s'])} | {format_ms(kernels['budget_s'])}; {format_ms(both['budget_s'])} | "
+                + " | ".join(cells) + " |")
+            firsts.append((name, row))
+        lines += ["", f"First application of each callback on {backend} (tracing and compiling included; "
+                      "target under 2 s). The first model's first preset also pays the process's one-time "
+                      "costs.", "",
+                  "| model | " + " | ".join(LABELS.get(p, p) for p in presets) + " |",
+                  "| --- | " + " | ".join("---" for _ in presets) + " |"]
+        for name, row in firsts:
+            cells = []
+            for preset in presets:
+                entry = row["presets"].get(preset)
+                if entry is None or "error" in entry:
+                    cells.append("-")
+                else:
+                    cells.append(_s(entry["first_s"]) if entry["first_met"] else f"**{_s(entry['first_s'])}**")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
-    for key, render in (("original", _original), ("floor", _floor), ("floor", _growth), ("fit", _fit),
-                        ("memory", _memory), ("persistent", _persistent)):
-        if key in results and "error" in results[key]:
-            if render is not _growth:
-                lines += [f"## {key}: not measured", "", "```", results[key]["error"], "```", ""]
+        stepped = [(name, row) for name, row in firsts if "step_batch_size" in row]
+        if stepped:
+            lines += [f"What an application leaves to the next training step on {backend}: one "
+                      "`train_on_batch` (batch of " f"{stepped[0][1]['step_batch_size']}, mse, Adam) after an "
+                      "application, minus one after a plain restore of the same weights, the two in alternation "
+                      "(minima; the plain step's range over the presets in the second column; a negative "
+                      "difference is noise). Not part of the target, which is on the application alone.", "",
+                      "| model | plain step | " + " | ".join(LABELS.get(p, p) for p in presets) + " |",
+                      "| --- | --- | " + " | ".join("---" for _ in presets) + " |"]
+            for name, row in stepped:
+                cells = []
+                for preset in presets:
+                    entry = row["presets"].get(preset)
+                    cells.append("-" if entry is None or "next_step" not in entry
+                                 else f"{entry['next_step']['extra_s'] * 1e3:+.1f} ms")
+                plain = [entry["next_step"]["plain"]["min_s"] for entry in row["presets"].values()
+                         if "next_step" in entry]
+                span = f"{format_ms(min(plain))} to {format_ms(max(plain))}" if plain else "-"
+                lines.append(f"| {name} | {span} | " + " | ".join(cells) + " |")
+            lines.append("")
+    return lines
+
+
+def _fit_table(results):
+    rows, described = [], None
+    for backend, result in results["backends"].items():
+        fit = result.get("fit") if isinstance(result, dict) else None
+        if fit is None:
             continue
-        lines += render(results)
-    for note in results.get("notes", []):
-        lines.append(f"- {note}")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _original(results):
-    original = results.get("original")
-    if original is None:
-        return []
-    side = original["side"]
-    lines = [
-        f"## a. Against kerastroke {original['version']}: one application to a {side}x{side} Dense kernel", "",
-        f"| preset | kerastroke {original['version']} | now | speed-up | changed by {original['version']} | changed now |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for name, row in original["presets"].items():
-        if "error" in row:
-            lines.append(f"| {name} | failed: {row['error']} | {_ms(row['kerastroke']['min_s'])} | - | - | - |")
+        if "error" in fit:
+            rows.append(f"| {backend} | not measured: {fit['error'][:200]} | | | | | | |")
             continue
-        lines.append(
-            f"| {name} | {_ms(row['original']['min_s'])} | {_ms(row['kerastroke']['min_s'])} | "
-            f"{_x(row['speedup'], 0)} | {row['original_changed_fraction']:.2%} | "
-            f"{row['kerastroke_changed_fraction']:.2%} |"
-        )
-    return lines + [""]
-
-
-def _floor(results):
-    floor = results.get("floor")
-    if floor is None:
+        described = described or fit
+        for name, row in fit["configs"].items():
+            if name == "baseline":
+                rows.append(f"| {backend} | plain fit | {row['min_epoch_s']:.2f} s | | | | "
+                            f"{_pct(row.get('spread'))} | |")
+                continue
+            label = {"MagnitudePruning": "MagnitudePruning(polynomial 0 to "
+                                         f"{fit['schedule']['final']}, frequency={fit['frequency']})",
+                     "Stroke": f"Stroke(frequency={fit['frequency']})"}.get(name, name)
+            rows.append(f"| {backend} | {label} | {row['min_epoch_s']:.2f} s | {1 + row['overhead']:.3f}x | "
+                        f"{1 + row['cpu_overhead']:.3f}x | {format_ms(row['callback_s_per_epoch'])} | | "
+                        f"{row['sparsity_after']:.1%} |")
+    tfmot = results.get("tfmot")
+    if tfmot is not None:
+        if "error" in tfmot:
+            rows.append("| tf_keras | tfmot: not measured (see below) | | | | | | |")
+        else:
+            versions = tfmot["versions"]
+            base, pruned = tfmot["configs"]["baseline"], tfmot["configs"]["prune_low_magnitude"]
+            rows.append(f"| tf_keras {versions['tf_keras']} | plain fit | {base['min_epoch_s']:.2f} s | | | | | |")
+            rows.append(f"| tf_keras {versions['tf_keras']} | tfmot {versions['tensorflow_model_optimization']} "
+                        f"prune_low_magnitude(PolynomialDecay, frequency={tfmot['spec']['frequency']}) | "
+                        f"{pruned['min_epoch_s']:.2f} s | {1 + pruned['overhead']:.3f}x | "
+                        f"{1 + pruned['cpu_overhead']:.3f}x | | | {tfmot['sparsity_after']:.1%} |")
+    if not rows:
         return []
-    largest = floor["rows"][-1]
-    side = largest["side"]
-    lines = [
-        f"## b. Against the memory-bandwidth floor: one application to a {side}x{side} kernel "
-        f"({_mib(largest['bytes'])})", "",
-        f"One `np.copyto` of the kernel's weights into a preallocated buffer: {_ms(largest['memcpy']['min_s'])}.",
-        "",
-        "| preset | time | / memcpy | entries changed | next optimizer step, extra | "
-        "application and that extra / memcpy |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    next_step = largest.get("next_step", {"presets": {}})
-    for name, row in largest["presets"].items():
-        after = next_step["presets"].get(name)
-        extra = f"{_ms(after['extra_s'])} | {_x(after['with_application_ratio_to_memcpy'], 2)}" if after else "| "
-        lines.append(f"| {name} | {_ms(row['min_s'])} | {_x(row['ratio_to_memcpy'], 2)} | "
-                     f"{row['changed_fraction']:.2%} | {extra} |")
-    if next_step["presets"]:
-        lines += ["", (
-            "The target is judged on one application. The last two columns add what an application "
-            "leaves to the training step after it: the writer hands its result to TensorFlow through "
-            "DLPack, and TensorFlow copies a buffer it did not allocate into memory of its own at the "
-            "variable's next in-place update (first SGD step after an application, against one after "
-            f"a plain assign of the same weights: {_ms(next_step['plain_step']['min_s'])}; minima, a negative "
-            "difference counted as 0).")]
-    return lines + [""]
-
-
-def _growth(results):
-    floor = results.get("floor")
-    if floor is None:
-        return []
-    rows = floor["rows"]
-    header = " | ".join(f"{row['side']}² ({row['weights'] / 2**20:g}M)" for row in rows)
-    growth = floor["growth"]
-    lines = [
-        "## c. Growth with size: ns per weight (time / memcpy)", "",
-        "b is the exponent of time ~ size**b (1 = linear): fitted over all sizes, and between the two "
-        "largest. The smallest kernel can sit in the CPU cache, so even memcpy grows faster than linear "
-        "from there; the target is judged between the two largest sizes.",
-        "",
-        f"| | {header} | b, all sizes | b, two largest |",
-        "| --- |" + " --- |" * (len(rows) + 2),
-    ]
-    cells = " | ".join(f"{row['memcpy']['min_s'] / row['weights'] * 1e9:.3f}" for row in rows)
-    lines.append(f"| memcpy | {cells} | {growth['memcpy']['exponent']:.2f} | "
-                 f"{growth['memcpy']['exponent_largest']:.2f} |")
-    for name in PRESETS:
-        cells = " | ".join(
-            f"{row['presets'][name]['ns_per_weight']:.2f} ({_x(row['presets'][name]['ratio_to_memcpy'])})"
-            for row in rows)
-        lines.append(f"| {name} | {cells} | {growth[name]['exponent']:.2f} | "
-                     f"{growth[name]['exponent_largest']:.2f} |")
-    return lines + [""]
-
-
-def _fit(results):
-    fit = results.get("fit")
-    if fit is None:
-        return []
-    layers = "-".join(map(str, fit["model"]["layers"]))
-    baseline = fit["configs"]["baseline"]
-    lines = [
-        "## d. `model.fit` overhead, presets at epoch frequency", "",
-        f"MLP {layers} ({fit['model']['parameters']:,} parameters, {fit['model']['kernel_weights']:,} in kernels), "
-        f"Adam, {fit['data']['samples']:,} generated samples, batch {fit['data']['batch_size']} "
-        f"({fit['data']['steps_per_epoch']} steps per epoch). After {_warmup(fit)} each configuration "
-        f"trained {fit['timed_epochs']} timed epochs, the configurations taking turns epoch by epoch; an "
-        "epoch is timed from before every callback's on_epoch_begin to after every on_epoch_end. "
-        "Overheads are medians over turns of (epoch / baseline epoch of the same turn), in wall-clock "
-        f"and in process CPU time. Baseline epochs ranged over {_pct(baseline['spread'])} of the fastest, "
-        "so the epoch ratios cannot resolve 2%: the target is judged on the last column, the time spent "
-        "inside the presets (which add nothing to the training steps).",
-        "",
-        "| callbacks | fastest epoch | wall-clock overhead | CPU-time overhead | in on_epoch_end per epoch "
-        "| its share of a baseline epoch |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for name, row in fit["configs"].items():
-        if name == "baseline":
-            lines.append(f"| none | {row['min_epoch_s']:.3f} s | | | | |")
-            continue
-        lines.append(f"| {name} | {row['min_epoch_s']:.3f} s | {_pct(row['overhead'])} | "
-                     f"{_pct(row['cpu_overhead'])} | {_ms(row['callback_s_per_epoch'])} | "
-                     f"{_pct(row['callback_share'])} |")
-    return lines + [""]
-
-
-def _memory(results):
-    memory = results.get("memory")
-    if memory is None:
-        return []
-    side = memory["side"]
-    lines = [
-        f"## e. Peak extra memory of one application to a {side}x{side} kernel (fresh process per preset)", "",
-        "| preset | peak extra RSS | kernel | ratio | method |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name, row in memory["presets"].items():
-        if "error" in row:
-            lines.append(f"| {name} | failed | - | - | {row['error'][-120:]} |")
-            continue
-        lines.append(f"| {name} | {_mib(row['extra_bytes'])} | {_mib(row['largest_tensor_bytes'])} | "
-                     f"{_x(row['ratio'], 2)} | {row['method']} |")
-    return lines + [""]
-
-
-def _persistent(results):
-    persistent = results.get("persistent")
-    if persistent is None:
-        return []
-    ours = persistent["kerastroke"]
-    layers = "-".join(map(str, ours["model"]["layers"]))
-    lines = [
-        f"## f. Persistent pruning: fit overhead at {ours['sparsity']:.0%} sparsity", "",
-        f"MLP {layers}, Adam, {ours['data']['samples']:,} generated samples, batch {ours['data']['batch_size']} "
-        f"({ours['data']['steps_per_epoch']} steps per epoch); {ours['timed_epochs']} timed epochs each, taking "
-        f"turns, after {_warmup(ours)} (where the first application attaches the mask and the next epoch "
-        "retraces the train step); each library against "
-        "its own baseline. Overhead: median over turns of (pruned epoch / baseline epoch of the same turn), "
-        "in wall-clock (judged) and in process CPU time; and the fastest pruned epoch over the fastest "
-        f"baseline epoch. Keras 3 baseline epochs ranged over {_pct(ours['configs']['baseline']['spread'])} "
-        "of the fastest.",
-        "",
-        "| library | method | fastest baseline epoch | fastest pruned epoch | overhead | CPU time | fastest "
-        "| sparsity after |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    base, pruned = ours["configs"]["baseline"], ours["configs"]["MagnitudePruning"]
-    lines.append(f"| kerastroke (Keras 3) | MagnitudePruning(frequency=\"epoch\") | {base['min_epoch_s']:.3f} s | "
-                 f"{pruned['min_epoch_s']:.3f} s | {_pct(pruned['overhead'])} | {_pct(pruned['cpu_overhead'])} | "
-                 f"{_pct(pruned['fastest_overhead'])} | "
-                 f"{pruned['sparsity_after']:.1%} |")
-    tfmot = persistent.get("tfmot")
-    if tfmot is None:
-        lines.append("| tfmot | skipped (--skip-tfmot) | | | | | | |")
-    elif "error" in tfmot:
-        lines.append("| tfmot | not measured (see below) | | | | | | |")
-    else:
-        base, pruned = tfmot["configs"]["baseline"], tfmot["configs"]["prune_low_magnitude"]
-        versions = tfmot["versions"]
-        lines.append(
-            f"| tfmot {versions['tensorflow_model_optimization']} (tf_keras {versions['tf_keras']}) | "
-            f"prune_low_magnitude(ConstantSparsity, frequency={tfmot['spec']['pruning_frequency']}) | "
-            f"{base['min_epoch_s']:.3f} s | {pruned['min_epoch_s']:.3f} s | {_pct(pruned['overhead'])} | "
-            f"{_pct(pruned['cpu_overhead'])} | {_pct(pruned['fastest_overhead'])} | {tfmot['sparsity_after']:.1%} |")
-    lines.append("")
+    lines = ["## Fit time: callbacks every 100 steps against plain fit", ""]
+    if described:
+        model, data = described["model"], described["data"]
+        lines += [
+            f"MLP {'-'.join(map(str, model['layers'][:2]))}-...-{model['layers'][-1]} "
+            f"({len(model['layers']) - 2} hidden layers of {model['layers'][1]}, {model['kernels']} kernels, "
+            f"{model['kernel_weights']:,} kernel weights), Adam, {data['samples']:,} generated samples, "
+            f"batch {data['batch_size']} ({data['steps_per_epoch']} steps per epoch). Sparsity ramp: "
+            f"polynomial (power 3) from 0 to {described['schedule']['final']} over steps 0 to "
+            f"{described['schedule']['end']} (the whole run). After {described['warmup_epochs']} warm-up "
+            f"epoch(s) each configuration trained {described['timed_epochs']} timed epochs, taking turns "
+            "epoch by epoch; an epoch is timed from before every callback's on_epoch_begin to after every "
+            "on_epoch_end. x plain fit: median over turns of (epoch / plain epoch of the same turn), in "
+            "wall-clock (judged) and process CPU time. 'in callbacks' is the time inside the callback's "
+            "hooks per epoch (the applications, without what they leave to the train steps).",
+            "",
+        ]
+    lines += ["| backend | callbacks | fastest epoch | x plain fit | CPU time | in callbacks per epoch | "
+              "plain epochs' spread | kernel sparsity after |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"] + rows + [""]
     if tfmot is not None and "error" in tfmot:
         lines += ["tfmot could not be measured:", "", "```", tfmot["error"].strip(), "```", ""]
     elif tfmot is not None and tfmot.get("keras3_model_refused_with"):
@@ -330,12 +364,70 @@ def _persistent(results):
     return lines
 
 
+def _original_tables(results):
+    lines = []
+    for backend, result in results["backends"].items():
+        original = result.get("original") if isinstance(result, dict) else None
+        if original is None:
+            continue
+        if "error" in original:
+            lines += [f"## Against kerastroke 2.1.1, {backend}: not measured", "", "```", original["error"], "```", ""]
+            continue
+        side = original["side"]
+        lines += [
+            f"## Against kerastroke {original['version']}, {backend}: one application to a {side}x{side} "
+            "Dense kernel", "",
+            f"| preset | kerastroke {original['version']} | now | speed-up | changed by {original['version']} "
+            "| changed now |", "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for name, row in original["presets"].items():
+            if "error" in row:
+                lines.append(f"| {name} | failed: {row['error']} | {format_ms(row['kerastroke']['min_s'])} | - | - | - |")
+                continue
+            lines.append(f"| {name} | {format_ms(row['original']['min_s'])} | {format_ms(row['kerastroke']['min_s'])} | "
+                         f"{_x(row['speedup'], 0)} | {row['original_changed_fraction']:.2%} | "
+                         f"{row['kerastroke_changed_fraction']:.2%} |")
+        lines.append("")
+    return lines
+
+
+def _memory_tables(results):
+    lines = []
+    for backend, result in results["backends"].items():
+        memory = result.get("memory") if isinstance(result, dict) else None
+        if memory is None:
+            continue
+        if "error" in memory:
+            lines += [f"## Peak memory, {backend}: not measured", "", "```", memory["error"], "```", ""]
+            continue
+        side = memory["side"]
+        lines += [f"## Peak extra memory of one application to a {side}x{side} kernel, {backend} "
+                  "(fresh process per preset)", "",
+                  "| preset | peak extra RSS | kernel | ratio | method |", "| --- | --- | --- | --- | --- |"]
+        for name, row in memory["presets"].items():
+            if "error" in row:
+                lines.append(f"| {name} | failed | - | - | {row['error'][-120:]} |")
+                continue
+            lines.append(f"| {name} | {_mib(row['extra_bytes'])} | {_mib(row['largest_tensor_bytes'])} | "
+                         f"{_x(row['ratio'], 2)} | {row['method']} |")
+        lines.append("")
+    return lines
+
+
+def markdown(results):
+    lines = _header(results) + _targets_table(results)
+    lines += _apply_tables(results) + _fit_table(results) + _original_tables(results) + _memory_tables(results)
+    for note in results.get("notes", []):
+        lines.append(f"- {note}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def write(results, out_dir, stem):
     """Writes `<stem>.json` and `<stem>.md` in `out_dir` (each via a .tmp file, then renamed)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for suffix, text in ((".json", json.dumps(results, indent=2, sort_keys=False) + "\n"),
+    for suffix, text in ((".json", json.dumps(results, indent=1, sort_keys=False) + "\n"),
                          (".md", markdown(results))):
         path = out_dir / f"{stem}{suffix}"
         temporary = path.with_name(path.name + ".tmp")

@@ -3,7 +3,8 @@
 tfmot prunes only tf_keras (Keras 2) models, so it runs in its own virtual
 environment, created on first use under the cache directory with the same
 TensorFlow version as this one, and reused while that version stays the
-same. The worker gets the very arrays kerastroke's side trained on.
+same. The worker gets the very arrays kerastroke's side trained on (written
+to a temporary directory for it).
 """
 
 import json
@@ -11,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,14 +67,13 @@ def ensure_venv(cache_dir, tf_version, log=print):
 
 def run(cache_dir, x, y, spec, tf_version, log=print):
     python, install = ensure_venv(cache_dir, tf_version, log=log)
-    data_path = Path(cache_dir) / "tfmot-data.npz"
-    np.savez(data_path, x=x, y=y)
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [str(python), "-I", str(WORKER), str(data_path), json.dumps(spec)]
-    try:
+    env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
+    env.update(TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    with tempfile.TemporaryDirectory(prefix="kerastroke-tfmot-") as scratch:
+        data_path = Path(scratch) / "data.npz"
+        np.savez(data_path, x=x, y=y)
+        command = [str(python), "-I", str(WORKER), str(data_path), json.dumps(spec)]
         completed = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=env)
-    finally:
-        data_path.unlink(missing_ok=True)
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
     if completed.returncode != 0 or not lines:
         raise Unavailable(f"the tfmot worker exited {completed.returncode}:\n{completed.stderr[-3000:]}")

@@ -3,7 +3,7 @@
     python -I tfmot_worker.py DATA.npz SPEC_JSON
 
 Times the epochs of the same MLP with and without tfmot's
-`prune_low_magnitude` (ConstantSparsity, UpdatePruningStep) as
+`prune_low_magnitude` (PolynomialDecay, UpdatePruningStep) as
 benchmarks/fit.py does for Keras 3: a warm-up of `warmup_epochs` each, then
 one epoch each in turn; prints one JSON line. It also records what
 `prune_low_magnitude` says when given a Keras 3 model.
@@ -79,8 +79,10 @@ def main(data_path, spec):
     data = np.load(data_path)
     x, y = data["x"], data["y"]
     features = x.shape[1]
-    schedule = tfmot.sparsity.keras.ConstantSparsity(
-        spec["sparsity"], begin_step=0, frequency=spec["pruning_frequency"]
+    ramp = spec["schedule"]
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=ramp["initial"], final_sparsity=ramp["final"], begin_step=ramp["begin"],
+        end_step=ramp["end"], power=ramp["power"], frequency=spec["frequency"],
     )
     runs = {
         "baseline": {"model": compiled(mlp(features, spec["hidden"], spec["classes"], 0)), "callbacks": []},
