@@ -4,7 +4,9 @@ The writer (`kerastroke.engine.writer`) builds a plain function of tensors in
 `keras.ops`; this is the seam where a backend's compiler takes it:
 
 - JAX: `jax.jit`.
-- TensorFlow: `tf.function` with XLA (`jit_compile=True`).
+- TensorFlow: `tf.function` as a graph, without XLA: XLA's compilation of
+  the counting loops costs seconds per model (against a fraction of a
+  second to trace), and the graph runs them about as fast.
 - PyTorch: eager ops under `torch.no_grad()` (no graph is recorded for the
   weights' gradients).
 
@@ -27,7 +29,7 @@ def compile(function):
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(function, jit_compile=True, autograph=False)
+        return tf.function(function, jit_compile=False, autograph=False)
     return eager(function)
 
 
