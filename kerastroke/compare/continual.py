@@ -33,6 +33,7 @@ import numpy as np
 
 import kerastroke
 from kerastroke.compare import experiment
+from kerastroke.engine.activity import ActivityProbe
 from kerastroke.compare.options import (
     BASELINE,
     CONTINUAL_TECHNIQUES,
@@ -223,6 +224,8 @@ class ContinualTrainer:
         self.settings = settings
         self.steps_per_epoch = math.ceil(train_samples / settings.batch_size)
         self.model = experiment.build_model(dataset.features, dataset.classes, settings.hidden_units)
+        # One probe of the hidden layer for the whole run (its sub-model compiled once).
+        self.hidden_activity = ActivityProbe(self.model, layers=["hidden"])
         self.model.compile(
             optimizer=keras.optimizers.Adam(settings.learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -260,7 +263,7 @@ class ContinualTrainer:
         predicted = keras.ops.convert_to_numpy(keras.ops.argmax(logits, axis=-1))
         probe = task.x_train[: self.settings.probe_samples]
         # Mean |activation| per unit of the hidden layer, ReDo's score, as the library measures it.
-        activity = kerastroke.unit_activity(self.model, probe, layers=["hidden"])
+        activity = self.hidden_activity(probe)
         dormant = kerastroke.dormant_fraction(activity, self.settings.dormant_threshold)
         return (
             float(np.mean(predicted == task.y_score)),
