@@ -61,7 +61,7 @@ class HoldZeros(keras.constraints.Constraint):
     Example:
     >>> import keras, numpy as np
     >>> keep = keras.Variable(np.array([-1, 0], "int32"), trainable=False)
-    >>> np.asarray(HoldZeros(keep)(keras.ops.convert_to_tensor([1.5, 2.5]))).tolist()
+    >>> np.asarray(HoldZeros(keep)(keras.ops.convert_to_tensor([1.5, 2.5], "float32"))).tolist()
     [1.5, 0.0]
     """
 
