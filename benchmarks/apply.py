@@ -222,7 +222,7 @@ def measure_model(name, spec, presets, *, repeats, budget_s, next_step=False, st
             entry = row["presets"][preset]
             if next_step:
                 entry["next_step"] = _next_step(model, x, y, callback, restore, reader, step_repeats)
-            extra = f"; next step +{entry['next_step']['extra_s'] * 1e3:.1f} ms" if next_step else ""
+            extra = f"; next step {entry['next_step']['extra_s'] * 1e3:+.1f} ms" if next_step else ""
             log(f"    {models.LABELS.get(preset, preset)}: {format_ms(timing.best)} "
                 f"({entry['ratio_to_memcpy']:.1f}x memcpy, {entry['over_budget']:.2f}x the budget); "
                 f"first {timing.warmup[0]:.2f} s; {entry['changed_fraction']:.1%} changed{extra}")
