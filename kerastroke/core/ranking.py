@@ -20,6 +20,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from kerastroke import accel
+
 _LIMITS = {
     "int32": (np.int32(-(2**31)), np.int32(2**31 - 1)),
     "int64": (np.int64(-(2**63)), np.int64(2**63 - 1)),
@@ -35,7 +37,7 @@ def count(mask):
     >>> keras.ops.convert_to_numpy(c).tolist()
     [2, 0]
     """
-    return ops.cast(ops.sum(ops.cast(mask, "int32"), axis=-1), "int32")
+    return accel.count(ops.convert_to_tensor(mask, "bool"))
 
 
 def _kth(values, k, dtype, width=None):
@@ -47,9 +49,13 @@ def _kth(values, k, dtype, width=None):
     for values known to lie in [0, 2**width) apart from left-out entries, it
     starts from 0. Entries equal to the dtype's maximum never count as below
     a candidate, which is how callers leave entries out. The bits are visited
-    in a `fori_loop` (a compiled loop under XLA, a Python loop on PyTorch) so
-    the traced program stays small.
+    in a `fori_loop` (a compiled loop under XLA and in TensorFlow's graph) so
+    the traced program stays small. A backend with a native selection
+    (`kerastroke.accel.kth_smallest`: PyTorch) gives the same value directly.
     """
+    native = accel.kth_smallest(values, k)
+    if native is not None:
+        return native
     low, _ = _LIMITS[dtype]
     full = 32 if dtype == "int32" else 64
     width = full if width is None else width
