@@ -172,11 +172,29 @@ def _identifier(value):
             keras.initializers.get(value)  # Fails now, with Keras's message, if unknown.
         return value
     if isinstance(value, keras.initializers.Initializer):
-        return keras.initializers.serialize(value)
+        return _serialized(value)
     raise TypeError(
         "`initializer` must be None, a Keras initializer, its name or its config. "
         f"Received: initializer={value!r}"
     )
+
+
+def _serialized(initializer):
+    """`keras.initializers.serialize(initializer)`, built directly for Keras's own.
+
+    Keras's serializer imports TensorFlow (to rule out a `TensorShape`), which
+    costs seconds on the first call in a JAX or PyTorch process; for the
+    initializers `keras.initializers` exports, the same dict is written here.
+    """
+    cls = type(initializer)
+    if getattr(keras.initializers, cls.__name__, None) is cls:
+        return {
+            "module": "keras.initializers",
+            "class_name": cls.__name__,
+            "config": initializer.get_config(),
+            "registered_name": None,
+        }
+    return keras.initializers.serialize(initializer)
 
 
 def draw_initializer(identifier, shape, dtype, seed):

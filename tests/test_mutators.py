@@ -325,3 +325,23 @@ def test_bad_parameters_are_rejected_at_construction(make, error, shown):
     with pytest.raises(error) as info:
         make()
     assert shown in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "initializer",
+    [
+        keras.initializers.GlorotUniform(seed=3),
+        keras.initializers.HeNormal(),
+        keras.initializers.RandomNormal(0.0, 0.1),
+        keras.initializers.Constant(0.5),
+        keras.initializers.Orthogonal(),
+    ],
+    ids=lambda initializer: type(initializer).__name__,
+)
+def test_an_initializer_is_kept_as_the_config_keras_would_write(initializer):
+    # Written without Keras's serializer (which imports TensorFlow on every
+    # backend), it must still be the very dict Keras writes and reads back.
+    kept = mutators.initializer(initializer).initializer
+    assert kept == keras.initializers.serialize(initializer)
+    again = keras.initializers.get(kept)
+    assert type(again) is type(initializer) and again.get_config() == initializer.get_config()
