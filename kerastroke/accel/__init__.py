@@ -61,6 +61,30 @@ def eager(function):
     return run
 
 
+def staged(function):
+    """`function` as one compiled call on JAX, also when called outside a trace.
+
+    Called eagerly, JAX compiles a `fori_loop` or `cond` afresh at every call
+    (each call brings a new closure as its body): a pure piece applied to one
+    tensor in a Python loop compiled its bisection every time. Staged, it
+    compiles once per input shape and dtype; inside a trace it is inlined.
+    Other backends call `function` itself.
+    """
+    compiled = []
+
+    @functools.wraps(function)
+    def call(*args):
+        if keras.backend.backend() != "jax":
+            return function(*args)
+        if not compiled:
+            import jax
+
+            compiled.append(jax.jit(function))
+        return compiled[0](*args)
+
+    return call
+
+
 def count(mask):
     """The True entries of each row (the last axis) of a boolean tensor, as int32.
 
@@ -74,7 +98,8 @@ def count(mask):
         import torch
 
         return torch.sum(mask, dim=-1, dtype=torch.int32)
-    return keras.ops.sum(keras.ops.cast(mask, "int32"), axis=-1)
+    # (JAX in 64-bit mode sums int32 into int64, as NumPy does.)
+    return keras.ops.cast(keras.ops.sum(keras.ops.cast(mask, "int32"), axis=-1), "int32")
 
 
 def kth_smallest(values, k):

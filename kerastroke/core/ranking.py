@@ -133,6 +133,13 @@ def smallest(keys, eligible, k, tiebreak=None):
                 f"Received: shape={tuple(tiebreak.shape)}"
             )
 
+    return _select(keys, eligible, k, tiebreak)
+
+
+@accel.staged
+def _select(keys, eligible, k, tiebreak):
+    """`smallest` on checked inputs: one compiled call on JAX, even when called eagerly."""
+    dtype = keras.backend.standardize_dtype(keys.dtype)
     _, high = _LIMITS[dtype]
     want = ops.maximum(ops.minimum(k, count(eligible)), 0)
     candidates = ops.where(eligible, keys, high)
