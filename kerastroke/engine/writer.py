@@ -310,8 +310,7 @@ def commit(assignments, changed=None):
             variable once every variable is assigned (optimizer state resets
             and moving averages follow it).
     """
-    for variable, new, _ in assignments:
-        variable.assign(new)
+    accel.assign([variable for variable, _, _ in assignments], [new for _, new, _ in assignments])
     if changed is not None:
         for variable, _, differs in assignments:
             changed(variable, differs)
@@ -469,11 +468,11 @@ def _application(groups, active, with_masks, batched):
             differs = _differs(current, original)
             rows = len(group.variables)
             outputs.append((
-                [current[row] for row in range(rows)],
+                ops.unstack(current, rows),
                 picking.count(differs),
                 picking.count(arrays.is_zero(current)),
                 ops.stack(bad[g]) if bad[g] else ops.zeros((0, rows), dtype="int32"),
-                [differs[row] for row in range(rows)] if with_masks else None,
+                ops.unstack(differs, rows) if with_masks else None,
             ))
         return outputs
 
