@@ -2,12 +2,14 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from kerastroke import selectors
+from kerastroke.core import hashing
 from tests import strategies as ks
 
 
@@ -220,10 +222,18 @@ def test_rejection_sampling_handles_amounts_near_one_half_and_one(amount, size):
 def test_random_fraction_picks_every_entry_equally_often():
     # 1 of 4 over 2000 seeds: each count is Binomial(2000, 1/4), mean 500,
     # standard deviation 19.4, so 400..600 is more than five deviations.
+    # The 2000 seeds go in one batch (row r drawn with seed r, as the engine
+    # draws a batch of variables); a few rows are checked against calls on
+    # one tensor.
+    selector = selectors.random_fraction()
     w = np.zeros(4, np.float32)
-    counts = np.zeros(4, int)
-    for seed in range(2000):
-        counts += selectors.random_fraction()(w, 0.25, seed)
+    masks = np.asarray(keras.ops.convert_to_numpy(
+        selector.select_batch(np.zeros((2000, 4), np.float32), 0.25, hashing.keys_of(range(2000)))
+    ))
+    for seed in (0, 1, 999, 1999):
+        assert masks[seed].tolist() == np.asarray(selector(w, 0.25, seed)).tolist()
+    assert (masks.sum(axis=1) == 1).all()
+    counts = masks.sum(axis=0)
     assert all(400 <= c <= 600 for c in counts), counts
 
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kerastroke import selectors
-from kerastroke.core import seeds
+from kerastroke.core import hashing, seeds
 from tests import strategies as ks
 
 
@@ -88,13 +88,16 @@ def test_same_seed_same_mask_and_inputs_untouched(scores, amount, seed, backend)
 
 def test_ties_are_broken_at_random_and_evenly():
     scores = np.array([0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0], "float32")
-    counts = np.zeros(scores.size)
-    picks = set()
-    for seed in range(600):
-        mask = np.asarray(selectors.lowest()(scores, 0.25, seed))  # 2 of 8
-        assert mask.sum() == 2 and not mask[[0, 7]].any()
-        counts += mask
-        picks.add(tuple(mask.tolist()))
+    # 600 seeds in one batch (row r drawn with seed r); a few rows are
+    # checked against calls on one tensor.
+    masks = np.asarray(keras.ops.convert_to_numpy(
+        selectors.lowest().select_batch(np.tile(scores, (600, 1)), 0.25, hashing.keys_of(range(600)))
+    ))
+    for seed in (0, 1, 599):
+        assert masks[seed].tolist() == np.asarray(selectors.lowest()(scores, 0.25, seed)).tolist()
+    assert (masks.sum(axis=1) == 2).all() and not masks[:, [0, 7]].any()  # 2 of 8
+    counts = masks.sum(axis=0)
+    picks = {tuple(mask.tolist()) for mask in masks}
     assert len(picks) == 15  # every pair of the six tied zeros
     # Each tied entry is picked with probability 1/3: 200 of 600 expected.
     assert (np.abs(counts[1:7] - 200) < 60).all(), counts
