@@ -281,6 +281,9 @@ class Plan:
         writes = []
         for group, (news, changed, zero_counts, bad, differs) in zip(self.groups, outputs):
             changed, zero_counts, bad = (arrays.to_numpy(x) for x in (changed, zero_counts, bad))
+            # Each group comes back stacked, split here (see `accel.rows`).
+            news = accel.rows(news)
+            differs = accel.rows(differs) if differs is not None else None
             for row, variable in enumerate(group.variables):
                 for index in np.flatnonzero(bad[:, row]):
                     rule = group.rules[index]
@@ -468,11 +471,11 @@ def _application(groups, active, with_masks, batched):
             differs = _differs(current, original)
             rows = len(group.variables)
             outputs.append((
-                ops.unstack(current, rows),
+                current,
                 picking.count(differs),
                 picking.count(arrays.is_zero(current)),
                 ops.stack(bad[g]) if bad[g] else ops.zeros((0, rows), dtype="int32"),
-                ops.unstack(differs, rows) if with_masks else None,
+                differs if with_masks else None,
             ))
         return outputs
 
