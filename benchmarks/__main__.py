@@ -99,8 +99,9 @@ def _parse(argv):
     parser.add_argument("--out", type=Path, default=HERE / "results", help="directory for the results")
     parser.add_argument("--stem", default=None,
                         help="file name of the results without suffix (default latest, or quick with --quick)")
-    parser.add_argument("--cache", type=Path, default=HERE / ".cache",
-                        help="where kerastroke 2.1.1 and the tfmot environment are installed")
+    parser.add_argument("--cache", type=Path, default=HERE.parent / ".venv" / "kerastroke-benchmarks",
+                        help="where kerastroke 2.1.1 and the tfmot environment are installed "
+                             "(default: inside the project's .venv, which holds everything installed)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per backend process")
     return parser.parse_args(argv)
 
