@@ -234,8 +234,16 @@ def test_uniform_matches_the_reference_within_bounds(key, counters, bounds, dtyp
     low, high = bounds
     # Known limits of `uniform` (the mutators never ask for these: they clamp
     # draws into bounds of the weights' own dtype): the sign of a zero drawn
-    # between two zero bounds, and bounds below the dtype's smallest normal.
-    tiny = float(np.finfo(ks.numpy_dtype(dtype)).tiny) if dtype != "bfloat16" else 1.2e-38
+    # between two zero bounds, bounds below the dtype's smallest normal, and
+    # bounds so close to the subnormal range that a product of a bound's
+    # smallest piece and a draw's smallest piece is subnormal, which XLA on
+    # the CPU flushes to zero (found on JAX with bounds [0, 8e-37] in
+    # float32). Pieces reach down to 2**-24 (float64: 2**-53) of their value,
+    # so the bounds must be 2**48 (2**106) times the smallest normal of the
+    # working dtype.
+    own = float(np.finfo(ks.numpy_dtype(dtype)).tiny) if dtype != "bfloat16" else 1.2e-38
+    work = np.float64 if dtype == "float64" else np.float32
+    tiny = max(own, float(np.finfo(work).tiny) * (2.0**106 if work is np.float64 else 2.0**48))
     assume(all(b == 0.0 or abs(b) >= tiny for b in bounds))
     assume(not (low == 0.0 and high == 0.0))
     words = hashing.key_words(key)

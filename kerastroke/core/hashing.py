@@ -278,7 +278,10 @@ def uniform(key, counters, low, high, dtype="float32"):
     `sum over (i, j) of (low_i * (1-u)_j + high_i * u_j)` is taken in a fixed
     order (bound pieces outer, draw pieces inner). The result is within an ulp
     or two of `low*(1-u) + high*u` and the same bits on every backend, compiled
-    or not, for finite bounds away from the subnormal range.
+    or not, for finite bounds that are zero or at least 2**48 times float32's
+    smallest normal (about 3e-24; in float64, 2**106 times float64's, about
+    2e-276): nearer, a product of the smallest pieces is subnormal, and XLA
+    on the CPU flushes subnormals to zero.
 
     It is computed in float32 or float64; for float16 and bfloat16 in float32
     and rounded once at the end.
