@@ -26,6 +26,10 @@ Two primitives come from the backend itself where that pays:
   those passes run eagerly.
 
 Both give exactly what the `keras.ops` form gives; only the time differs.
+So do the writer's other backend-aware steps here: `assign` (the new
+values into the variables), `rows` (a group's stacked result split per
+variable) and `staged` (a pure selection compiled once when called
+eagerly).
 """
 
 import functools
