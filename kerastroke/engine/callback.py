@@ -346,6 +346,7 @@ class PlasticityCallback(keras.callbacks.Callback):
             )
         changed = 0
         counted = {}  # zeros the writer counted on the way, by id(variable)
+        keeps = {} if self.persistent else None  # and the masks holding them
         if any(rule_amounts):
             # An optimizer's moving average (`use_ema=True`) replaces the
             # weights at the end of `fit`: it gets the same write.
@@ -356,10 +357,11 @@ class PlasticityCallback(keras.callbacks.Callback):
                 seeds.derive(self.seed, step),
                 changed=self._after_write if follow else None,
                 zeros=counted,
+                keeps=keeps,
                 inputs=self._measure(variables, rule_amounts),
             )
             if self.persistent:
-                self._hold(variables)
+                self._hold(variables, keeps)
         zeros, size = _zeros_and_size(variables, counted)
         fraction = changed / size if size else 0.0
         result = {"changed": changed, "fraction": fraction, "sparsity": zeros / size if size else 0.0}
@@ -403,12 +405,11 @@ class PlasticityCallback(keras.callbacks.Callback):
         if persistence.attach(variables, optimizer) and getattr(model, "compiled", False):
             model.make_train_function(force=True)
 
-    def _hold(self, variables):
+    def _hold(self, variables, keeps=None):
         # `self.model` synced JAX's trainer state into the variables (in
         # `_resolved`): its next step takes the masks assigned here.
         self._attach_holds(variables)
-        for variable in variables:
-            persistence.hold_zeros(variable)
+        persistence.hold_zeros(variables, None if keeps is None else [keeps[id(v)] for v in variables])
 
     def _log(self, logs, result):
         if logs is not None:

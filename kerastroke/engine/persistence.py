@@ -38,6 +38,7 @@ import contextlib
 import keras
 from keras import ops
 
+from kerastroke import accel
 from kerastroke.core import arrays
 
 
@@ -203,20 +204,44 @@ def attach(variables, optimizer=None):
     return changed
 
 
-def hold_zeros(variable):
-    """Holds the entries of `variable` that are exactly zero now.
+def keep_mask(value):
+    """The `HoldZeros` mask that holds the entries of `value` exactly zero now.
 
-    Only assigns the mask when the variable has its `HoldZeros` already (see
-    `attach`): a compiled train step reads the new mask at its next call.
+    Pure and traceable: the writer computes it inside its compiled
+    application, beside the new values.
+
+    Example:
+    >>> import keras, numpy as np
+    >>> keras.ops.convert_to_numpy(keep_mask(np.array([0.0, -0.0, 2.0], "float32"))).tolist()
+    [0, 0, -1]
+    """
+    value = ops.convert_to_tensor(value)
+    held = arrays.is_zero(value)
+    return ops.negative(ops.cast(ops.logical_not(held), arrays.bits_dtype(value.dtype)))
+
+
+def hold_zeros(variables, keeps=None):
+    """Holds the entries of each of `variables` that are exactly zero now.
+
+    Attaches the `HoldZeros` constraints the variables lack (see `attach`),
+    then assigns every mask at once: a compiled train step reads the new
+    masks at its next call.
+
+    Args:
+        variables: The variables to hold.
+        keeps: Optional masks already computed from the variables' current
+            values (`keep_mask`), one per variable, as the writer gives
+            them; computed here otherwise.
 
     Returns:
         True if a constraint was attached (a train function traced before
-        must then be rebuilt to see it), False if the existing one was updated.
+        must then be rebuilt to see it), False if only masks were updated.
     """
-    attached = attach([variable])
-    bits = arrays.bits_dtype(variable.dtype)
-    zeros = arrays.is_zero(variable.value)
-    variable.constraint.keep.assign(ops.where(zeros, ops.zeros((), dtype=bits), ops.full((), -1, dtype=bits)))
+    variables = list(variables)
+    if keeps is None:
+        keeps = [keep_mask(variable.value) for variable in variables]
+    attached = attach(variables)
+    accel.assign([variable.constraint.keep for variable in variables], list(keeps))
     return attached
 
 

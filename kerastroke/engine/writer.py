@@ -198,6 +198,10 @@ def _grouped(variables, rules_of):
     return groups
 
 
+Write = collections.namedtuple("Write", "variable new changed differs zeros keep")
+Write.__doc__ = "One variable's result of an application (see `Plan.compute`)."
+
+
 class Plan:
     """How one callback's rules are applied to one model's variables.
 
@@ -226,7 +230,7 @@ class Plan:
             )
         self._functions = {}
 
-    def write(self, rule_amounts, seed_of, seed, changed=None, zeros=None, inputs=None):
+    def write(self, rule_amounts, seed_of, seed, changed=None, zeros=None, keeps=None, inputs=None):
         """Applies the rules at the given amounts; assigns only if every rule succeeds.
 
         Args:
@@ -237,6 +241,9 @@ class Plan:
                 variable written, once every variable is assigned, with the
                 entries that changed.
             zeros: Optional dict, given `{id(variable): entries exactly zero}`.
+            keeps: Optional dict, given `{id(variable): persistence.keep_mask}`
+                of every variable's value after the application, computed in
+                the same call (a persistent callback holds its zeros with them).
             inputs: `{id(variable): {name: tensor}}`, what the selectors
                 declare in their `inputs` (e.g. "gradient"), measured by the
                 callback before the application.
@@ -244,29 +251,34 @@ class Plan:
         Returns:
             The number of entries that changed, over all variables.
         """
-        writes = self.compute(rule_amounts, seed_of, seed, with_masks=changed is not None, inputs=inputs)
+        writes = self.compute(
+            rule_amounts, seed_of, seed, with_masks=changed is not None, with_keeps=keeps is not None, inputs=inputs
+        )
         if zeros is not None:
-            zeros.update({id(variable): zero_count for variable, _, _, _, zero_count in writes})
-        commit([(v, new, differs) for v, new, count, differs, _ in writes if count], changed)
-        return sum(count for _, _, count, _, _ in writes)
+            zeros.update({id(w.variable): w.zeros for w in writes})
+        if keeps is not None:
+            keeps.update({id(w.variable): w.keep for w in writes})
+        commit([(w.variable, w.new, w.differs) for w in writes if w.changed], changed)
+        return sum(w.changed for w in writes)
 
-    def compute(self, rule_amounts, seed_of, seed, with_masks=False, inputs=None):
+    def compute(self, rule_amounts, seed_of, seed, with_masks=False, with_keeps=False, inputs=None):
         """Every variable's new value, without assigning any.
 
         Returns:
-            A list of `(variable, new, changed, differs, zeros)`: the new value,
-            the number of entries changed, their mask (only `with_masks`) and
-            the number of entries exactly zero in the new value.
+            A list of `Write`s, one per variable: the new value, the number of
+            entries changed, their mask (only `with_masks`), the number of
+            entries exactly zero in the new value and the mask that holds
+            them (only `with_keeps`).
         """
         if not self.variables:
             return []
         active = tuple("off" if not a else "full" if a == 1.0 else "part" for a in rule_amounts)
         _check_inputs(self.rules, active, inputs)
         names = tuple(sorted(next(iter(inputs.values())))) if inputs else ()
-        variant = (active, with_masks, names)
+        variant = (active, with_masks, with_keeps, names)
         function = self._functions.get(variant)
         if function is None:
-            function = _function(self.groups, active, with_masks, names, self.batched, self.compile)
+            function = _function(self.groups, variant, self.batched, self.compile)
             self._functions[variant] = function
         group_seeds = [[seed_of(variable) for variable in group.variables] for group in self.groups]
         values = [[variable.value for variable in group.variables] for group in self.groups]
@@ -279,11 +291,12 @@ class Plan:
         else:
             outputs = function(*arguments, (group_seeds, seeds.derive(seed, "global")))
         writes = []
-        for group, (news, changed, zero_counts, bad, differs) in zip(self.groups, outputs):
+        for group, (news, changed, zero_counts, bad, differs, keeps) in zip(self.groups, outputs):
             changed, zero_counts, bad = (arrays.to_numpy(x) for x in (changed, zero_counts, bad))
             # Each group comes back stacked, split here (see `accel.rows`).
             news = accel.rows(news)
             differs = accel.rows(differs) if differs is not None else None
+            keeps = accel.rows(keeps) if keeps is not None else None
             for row, variable in enumerate(group.variables):
                 for index in np.flatnonzero(bad[:, row]):
                     rule = group.rules[index]
@@ -291,12 +304,13 @@ class Plan:
                         f"{_describe(index, rule, 'mutator', variable.path)}: it gave {int(bad[index, row])} "
                         "selected entries a NaN or infinite value; nothing was written. New values must be finite."
                     )
-                writes.append((
+                writes.append(Write(
                     variable,
                     news[row],
                     int(changed[row]),
                     differs[row] if differs is not None else None,
                     int(zero_counts[row]),
+                    keeps[row] if keeps is not None else None,
                 ))
         return writes
 
@@ -404,20 +418,20 @@ def _global_masks(rule, index, currents, amount, keys, global_seed, extras):
     return masks
 
 
-def _function(groups, active, with_masks, names, batched, compile_):
+def _function(groups, variant, batched, compile_):
     """The application function for these groups: compiled functions are shared
     by every plan of the same structure (shapes, dtypes, rules, constraint), so
     a second callback or model alike costs no second compilation."""
     if not compile_:
-        return accel.eager(_application(groups, active, with_masks, batched))
+        return accel.eager(_application(groups, variant, batched))
     structure = tuple(
         (len(g.variables), g.shape, g.dtype, repr(g.rules), None if g.constraint is None else id(g.constraint))
         for g in groups
     )
-    key = (structure, active, with_masks, names)
+    key = (structure, variant)
     function = _COMPILED.pop(key, None)
     if function is None:
-        function = accel.compile(_application(groups, active, with_masks, batched))
+        function = accel.compile(_application(groups, variant, batched))
     _COMPILED[key] = function
     while len(_COMPILED) > _COMPILED_KEPT:
         _COMPILED.popitem(last=False)
@@ -429,13 +443,17 @@ _COMPILED = collections.OrderedDict()
 _COMPILED_KEPT = 64
 
 
-def _application(groups, active, with_masks, batched):
+def _application(groups, variant, batched):
     """The function that computes one application over every group.
 
-    `active[i]` is "off", "full" (amount 1: a selector takes every eligible
-    entry without ranking) or "part" for rule i; it and `with_masks` are
-    fixed per function, everything else is an input.
+    `variant` is fixed per function, everything else is an input:
+    `(active, with_masks, with_keeps, names)`, where `active[i]` is "off",
+    "full" (amount 1: a selector takes every eligible entry without
+    ranking) or "part" for rule i, the two flags say whether the changed
+    entries' masks and the zeros' hold masks are returned, and `names` are
+    the measured inputs the selectors declare.
     """
+    active, with_masks, with_keeps, _ = variant
     paths = [[variable.path for variable in group.variables] for group in groups]
 
     def application(values, keys, amounts, global_keys, extras, plain=None):
@@ -476,6 +494,7 @@ def _application(groups, active, with_masks, batched):
                 picking.count(arrays.is_zero(current)),
                 ops.stack(bad[g]) if bad[g] else ops.zeros((0, rows), dtype="int32"),
                 differs if with_masks else None,
+                persistence.keep_mask(current) if with_keeps else None,
             ))
         return outputs
 
@@ -511,8 +530,8 @@ def apply_rules(weights, rules, step, seed, where="", rule_amounts=None):
     # Compiled like a callback's application (and sharing its compilation):
     # the same function, so the same bits.
     plan.batched = plan.compile = all(traceable(rule) for rule in plan.rules)
-    ((_, new, changed, _, _),) = plan.compute(rule_amounts, lambda _: seed, seed)
-    return (original, 0) if not changed else (new, changed)
+    (written,) = plan.compute(rule_amounts, lambda _: seed, seed)
+    return (original, 0) if not written.changed else (written.new, written.changed)
 
 
 class _Value:
