@@ -154,6 +154,22 @@ def test_derive_matches_the_reference(key, label):
     assert np.array_equal(sub, expected)
 
 
+@given(batch=st.lists(keys64, min_size=1, max_size=5), label=labels)
+def test_derive_on_the_host_gives_the_traced_words(batch, label):
+    # The engine derives its rules' keys on the host; the pieces derive theirs
+    # in traced ops: both must be one stream.
+    words = np.stack([hashing.key_words(k) for k in batch])
+    on_host = hashing.derive_on_host(words, label)
+    assert on_host.dtype == np.int32 and on_host.shape == words.shape
+    assert np.array_equal(on_host, numpy(hashing.derive(words, label)))
+    assert np.array_equal(hashing.derive_on_host(words[0], label), on_host[0])
+
+
+def test_derive_on_the_host_rejects_keys_without_two_words():
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., 2\)"):
+        hashing.derive_on_host(np.zeros((3, 3), np.int32), "x")
+
+
 def test_derive_splits_streams_by_label_and_by_key():
     words = np.stack([hashing.key_words(k) for k in (1, 2, 3)])
     names = ("select", "mutate", "drop", "grow", 0, 1)

@@ -192,6 +192,51 @@ def derive(key, label):
     return ops.stack([a, b], axis=-1)
 
 
+def _mix_on_host(x):
+    """`mix` of uint32 NumPy words, in NumPy (wrapping uint32 arithmetic)."""
+    x = np.array(x, dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint32(16)
+        x *= _MULTIPLIER_1.view(np.uint32)
+        x ^= x >> np.uint32(15)
+        x *= _MULTIPLIER_2.view(np.uint32)
+        x ^= x >> np.uint32(16)
+    return x
+
+
+def derive_on_host(key, label):
+    """`derive` computed in NumPy on the host: the same words, no traced ops.
+
+    The engine derives each rule's keys before its compiled call, so the
+    traced program holds none of these (a derivation is about forty integer
+    ops; an application on a model with several groups of variables traced
+    dozens of them).
+
+    Args:
+        key: int32 NumPy array of shape (..., 2).
+        label: A str or int.
+
+    Returns:
+        An int32 NumPy array of the key's shape, equal to `derive(key, label)`.
+
+    Example:
+    >>> import numpy as np
+    >>> key = key_words(42)
+    >>> bool((derive_on_host(key, "select") == keras.ops.convert_to_numpy(derive(key, "select"))).all())
+    True
+    """
+    l0, l1 = _label_words(label).view(np.uint32)
+    key = np.asarray(key, dtype=np.int32)
+    if key.ndim == 0 or key.shape[-1] != 2:
+        raise ValueError(f"`key` must have shape (..., 2). Received: shape={key.shape}")
+    words = key.view(np.uint32)
+    with np.errstate(over="ignore"):
+        a = _mix_on_host(words[..., 0] ^ l0)
+        b = _mix_on_host((words[..., 1] ^ l1) + a)
+        a = _mix_on_host(a + b)
+    return np.stack([a, b], axis=-1).view(np.int32)
+
+
 def _has_float64():
     if keras.backend.backend() != "jax":
         return True
@@ -351,8 +396,18 @@ def keys_of(seeds_):
     >>> tuple(keys_of([0, 1, 2]).shape)
     (3, 2)
     """
+    return ops.convert_to_tensor(words_of(seeds_))
+
+
+def words_of(seeds_):
+    """`keys_of` as an int32 NumPy array, without making a tensor.
+
+    Example:
+    >>> words_of([0, 1]).shape
+    (2, 2)
+    """
     from kerastroke.core import seeds
 
     if not len(seeds_):
-        return ops.convert_to_tensor(np.zeros((0, 2), np.int32))
-    return ops.convert_to_tensor(np.stack([key_words(seeds.key(seed)) for seed in seeds_]))
+        return np.zeros((0, 2), np.int32)
+    return np.stack([key_words(seeds.key(seed)) for seed in seeds_])

@@ -194,10 +194,11 @@ class PlasticityCallback(keras.callbacks.Callback):
                 stacklevel=self._warn_stacklevel,
             )
         self._targets = None
-        self._targets_model = None  # the model `_targets`, `_positions` and `_bound` belong to
+        self._targets_model = None  # the model `_targets`, `_positions`, `_bound` and `_owners` belong to
         self._positions = None
         self._warned_no_target = False
         self._bound = {}
+        self._owners = None  # `initializers.owners` of the model, for `_bound`
         self._plan = None
         self._resuming = False
         self._fitting = False  # between on_train_begin and on_train_end
@@ -245,6 +246,7 @@ class PlasticityCallback(keras.callbacks.Callback):
         self._targets = found or None
         self._positions = targets.positions(model)
         self._bound = {}
+        self._owners = None
         self._plan = None
         return found
 
@@ -271,7 +273,9 @@ class PlasticityCallback(keras.callbacks.Callback):
                 bind = getattr(rule.mutator, "with_default_initializer", None)
                 if bind is not None:
                     if initializer is None:
-                        initializer = initializers.of(self.model, variable)
+                        if self._owners is None or id(variable) not in self._owners:
+                            self._owners = initializers.owners(self.model)
+                        initializer = initializers.of(self.model, variable, self._owners)
                     rule = attrs.evolve(rule, mutator=bind(initializer))
                 bound.append(rule)
             self._bound[id(variable)] = bound
@@ -390,11 +394,11 @@ class PlasticityCallback(keras.callbacks.Callback):
             return None
         return probes.measure(names, self._targets_model, self.probe, variables)
 
-    def _after_write(self, variable, changed):
+    def _after_write(self, variables, masks):
         optimizer = getattr(self._targets_model, "optimizer", None)
         if self.reset_optimizer:
-            optimizer_state.reset(optimizer, variable, changed)
-        optimizer_state.follow_averages(optimizer, variable, changed)
+            optimizer_state.reset(optimizer, variables, masks)
+        optimizer_state.follow_averages(optimizer, variables, masks)
 
     def _attach_holds(self, variables):
         """Attaches the holds `variables` lack; rebuilds a train function that would miss them."""

@@ -6,21 +6,34 @@ Keras layers keep the initializer of variable `<name>` in the attribute
 """
 
 
+def owners(model):
+    """`{id(variable): layer}` for every trainable variable of `model`'s
+    layers, nested ones included: the layer that created it (a variable that
+    two layers track goes to the first in Keras's order of layers)."""
+    found = {}
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for own in layer._trainable_variables:
+            found.setdefault(id(own), layer)
+    return found
+
+
 def owner(model, variable):
     """The layer that created `variable` (searching nested layers), or None."""
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        if any(own is variable for own in layer._trainable_variables):
-            return layer
-    return None
+    return owners(model).get(id(variable))
 
 
-def of(model, variable):
+def of(model, variable, owners_=None):
     """The initializer the owning layer used for `variable`.
 
     Falls back to Keras's defaults (Glorot uniform for kernels, zeros for
     vectors) when the layer does not say.
+
+    Args:
+        model: The model holding `variable`.
+        variable: A Keras variable.
+        owners_: `owners(model)`, when known already (it walks every layer).
     """
-    layer = owner(model, variable)
+    layer = (owners(model) if owners_ is None else owners_).get(id(variable))
     found = getattr(layer, f"{variable.name}_initializer", None) if layer is not None else None
     if found is not None:
         return found

@@ -15,6 +15,8 @@ list an optimizer builds (`add_optimizer_variables`: Adam's `_momentums` and
 
 from keras import ops
 
+from kerastroke import accel
+
 # Per-variable lists that are not per-entry state of the update.
 _NOT_SLOTS = ("_trainable_variables", "_model_variables_moving_average")
 
@@ -56,35 +58,44 @@ def slots(optimizer, variable):
     statistics are not per entry). The moving average of `use_ema` is not
     state of the update: see `follow_averages`.
     """
-    result = []
+    return _slots_of(optimizer, [variable])[0]
+
+
+def _slots_of(optimizer, variables):
+    """`slots` of each of `variables`, reading each optimizer's lists once."""
+    found = [[] for _ in variables]
     for current in _optimizers(optimizer):
-        index = _index(current, variable)
-        if index is None:
+        if not getattr(current, "built", False):
             continue
         count = len(current._trainable_variables)
         owned = {id(v) for v in current.variables}
-        for name, value in vars(current).items():
-            if name in _NOT_SLOTS or not isinstance(value, (list, tuple)) or len(value) != count:
+        lists = [
+            value for name, value in vars(current).items()
+            if name not in _NOT_SLOTS and isinstance(value, (list, tuple)) and len(value) == count
+        ]
+        for result, variable in zip(found, variables):
+            index = _index(current, variable)
+            if index is None:
                 continue
-            slot = value[index]
-            if _own(owned, slot, variable) and not any(slot is kept for kept in result):
-                result.append(slot)
-    return result
+            for slot in (values[index] for values in lists):
+                if _own(owned, slot, variable) and not any(slot is kept for kept in result):
+                    result.append(slot)
+    return found
 
 
-def averages(optimizer, variable):
-    """The moving averages (`use_ema=True`) an optimizer keeps of `variable`."""
-    result = []
+def _averages_of(optimizer, variables):
+    """The moving averages (`use_ema=True`) an optimizer keeps of each of `variables`."""
+    found = [[] for _ in variables]
     for current in _optimizers(optimizer):
-        if not getattr(current, "use_ema", False):
-            continue
-        index = _index(current, variable)
         averages_list = getattr(current, "_model_variables_moving_average", None)
-        if index is None or averages_list is None or index >= len(averages_list):
+        if not getattr(current, "use_ema", False) or averages_list is None:
             continue
-        if _own({id(v) for v in current.variables}, averages_list[index], variable):
-            result.append(averages_list[index])
-    return result
+        owned = {id(v) for v in current.variables}
+        for result, variable in zip(found, variables):
+            index = _index(current, variable)
+            if index is not None and index < len(averages_list) and _own(owned, averages_list[index], variable):
+                result.append(averages_list[index])
+    return found
 
 
 def has_averages(optimizer):
@@ -92,20 +103,26 @@ def has_averages(optimizer):
     return any(getattr(current, "use_ema", False) for current in _optimizers(optimizer))
 
 
-def reset(optimizer, variable, changed):
-    """Zeroes the optimizer state of `variable`'s entries under `changed`.
+def reset(optimizer, variables, masks):
+    """Zeroes the optimizer state of each variable's entries under its mask.
+
+    Every new value is computed before the first is assigned, and all are
+    assigned at once.
+
+    Args:
+        optimizer: The optimizer stepping `variables` (wrappers included).
+        variables: Keras variables.
+        masks: One bool tensor per variable: the entries a rule wrote.
 
     Returns:
         The number of optimizer variables written.
     """
-    touched = slots(optimizer, variable)
-    for slot in touched:
-        slot.assign(ops.where(changed, ops.zeros_like(slot.value), slot.value))
-    return len(touched)
+    pairs = [(slot, mask, None) for mask, found in zip(masks, _slots_of(optimizer, variables)) for slot in found]
+    return _write_where(pairs)
 
 
-def follow_averages(optimizer, variable, changed):
-    """Sets the moving averages of `variable`'s entries under `changed` to their new values.
+def follow_averages(optimizer, variables, masks):
+    """Sets the moving averages of each variable's entries under its mask to their new values.
 
     The average then holds what a rule wrote (a pruned zero stays zero while
     the weight is held at zero), and `fit`'s final overwrite keeps it.
@@ -113,7 +130,21 @@ def follow_averages(optimizer, variable, changed):
     Returns:
         The number of optimizer variables written.
     """
-    touched = averages(optimizer, variable)
-    for average in touched:
-        average.assign(ops.where(changed, ops.cast(variable.value, average.dtype), average.value))
-    return len(touched)
+    pairs = [
+        (average, mask, variable)
+        for variable, mask, found in zip(variables, masks, _averages_of(optimizer, variables))
+        for average in found
+    ]
+    return _write_where(pairs)
+
+
+def _write_where(targets):
+    """Writes `source` (a variable's value, or zero where None) into each
+    `(target, mask, source)` target under its mask; all at once."""
+    values = accel.where_each(
+        [mask for _, mask, _ in targets],
+        [None if source is None else ops.cast(source.value, target.dtype) for target, _, source in targets],
+        [target.value for target, _, _ in targets],
+    )
+    accel.assign([target for target, _, _ in targets], values)
+    return len(targets)

@@ -407,11 +407,11 @@ def recycle(groups, chosen, incoming, optimizer=None, reset_optimizer=True):
     """
     planned = plan(groups, chosen, incoming)
 
-    def after(variable, recycled):
+    def after(variables, masks):
         if optimizer is not None:
             if reset_optimizer:
-                optimizer_state.reset(optimizer, variable, recycled)
-            optimizer_state.follow_averages(optimizer, variable, recycled)
+                optimizer_state.reset(optimizer, variables, masks)
+            optimizer_state.follow_averages(optimizer, variables, masks)
 
     write.commit([(variable, new, recycled) for variable, new, recycled, _ in planned], after)
     return sum(count for *_, count in planned)

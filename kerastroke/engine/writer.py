@@ -237,9 +237,9 @@ class Plan:
             rule_amounts: `amounts(rules, step)`.
             seed_of: `variable -> int`, the seed of that variable's draws.
             seed: The callback's seed at this step, for global-scope selections.
-            changed: Optional `(variable, bool mask) -> None`, called for every
-                variable written, once every variable is assigned, with the
-                entries that changed.
+            changed: Optional `(variables, bool masks) -> None`, called once
+                every variable is assigned, with the variables written and
+                the entries of each that changed.
             zeros: Optional dict, given `{id(variable): entries exactly zero}`.
             keeps: Optional dict, given `{id(variable): persistence.keep_mask}`
                 of every variable's value after the application, computed in
@@ -282,10 +282,11 @@ class Plan:
             self._functions[variant] = function
         group_seeds = [[seed_of(variable) for variable in group.variables] for group in self.groups]
         values = [[variable.value for variable in group.variables] for group in self.groups]
-        keys = [hashing.keys_of(group) for group in group_seeds]
+        keys = [_piece_keys(hashing.words_of(group), active) for group in group_seeds]
         amounts_in = np.asarray([float(a) for a in rule_amounts], dtype=picking.wide_float())
         extras = [{name: [inputs[id(v)][name] for v in group.variables] for name in names} for group in self.groups]
-        arguments = (values, keys, amounts_in, hashing.keys_of([seeds.derive(seed, "global")]), extras)
+        global_keys = _piece_keys(hashing.words_of([seeds.derive(seed, "global")]), active)
+        arguments = (values, keys, amounts_in, global_keys, extras)
         if self.batched:
             outputs = function(*arguments)
         else:
@@ -323,14 +324,14 @@ def commit(assignments, changed=None):
 
     Args:
         assignments: `(variable, new value, changed mask or None)` triples.
-        changed: Optional `(variable, bool mask) -> None`, called for each
-            variable once every variable is assigned (optimizer state resets
-            and moving averages follow it).
+        changed: Optional `(variables, masks) -> None`, called once every
+            variable is assigned, with the variables written and the mask of
+            each one's changed entries (optimizer state resets and moving
+            averages follow it).
     """
     accel.assign([variable for variable, _, _ in assignments], [new for _, new, _ in assignments])
-    if changed is not None:
-        for variable, _, differs in assignments:
-            changed(variable, differs)
+    if changed is not None and assignments:
+        changed([variable for variable, _, _ in assignments], [mask for _, _, mask in assignments])
 
 
 def _check_inputs(rules, active, inputs):
@@ -348,8 +349,21 @@ def _check_inputs(rules, active, inputs):
             )
 
 
-def _rule_keys(keys, index, piece):
-    return hashing.derive(hashing.derive(keys, f"rule {index}"), piece)
+def _piece_keys(words, active):
+    """The keys of every active rule's pieces, `{"<rule> select": keys, "<rule> mutate": keys}`.
+
+    Derived on the host (`hashing.derive_on_host`, the same words as
+    `hashing.derive`) and passed in as inputs: traced, the derivations were
+    a large part of each compiled application's program.
+    """
+    return {
+        f"{index} {piece}": ops.convert_to_tensor(
+            hashing.derive_on_host(hashing.derive_on_host(words, f"rule {index}"), piece)
+        )
+        for index, state in enumerate(active)
+        if state != "off"
+        for piece in ("select", "mutate")
+    }
 
 
 def _plain_seed(variable_seed, index, piece):
@@ -471,14 +485,14 @@ def _application(groups, variant, batched):
             if rules[0].scope == "global":
                 masks = _global_masks(
                     rules[0], index, currents, amount,
-                    _rule_keys(global_keys, index, "select") if batched else None, global_seed, extras,
+                    global_keys[f"{index} select"] if batched else None, global_seed, extras,
                 )
             for g, (rule, current) in enumerate(zip(rules, currents)):
                 plain = None if batched else group_seeds[g]
                 if masks[g] is None:
-                    masks[g] = _select(rule, index, current, amount, _rule_keys(keys[g], index, "select"),
+                    masks[g] = _select(rule, index, current, amount, keys[g][f"{index} select"],
                                        plain, paths[g], extras[g])
-                new = _mutate(rule, index, current, masks[g], _rule_keys(keys[g], index, "mutate"), plain, paths[g])
+                new = _mutate(rule, index, current, masks[g], keys[g][f"{index} mutate"], plain, paths[g])
                 introduced = ops.logical_and(ops.logical_not(ops.isfinite(new)), ops.isfinite(current))
                 bad[g].append(picking.count(ops.logical_and(masks[g], introduced)))
                 currents[g] = new
