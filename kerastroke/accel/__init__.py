@@ -139,10 +139,9 @@ def where_each(masks, news, olds):
     """
     ops = keras.ops
     if keras.backend.backend() == "jax":
-        where = _jax_compiled("where")
+        where, zeroed = _jax_compiled("where"), _jax_compiled("zeroed")
         return [
-            where(mask, ops.zeros((), old.dtype) if new is None else new, old)
-            for mask, new, old in zip(masks, news, olds)
+            zeroed(mask, old) if new is None else where(mask, new, old) for mask, new, old in zip(masks, news, olds)
         ]
     groups = {}
     for position, (new, old) in enumerate(zip(news, olds)):
@@ -171,6 +170,7 @@ def _jax_compiled(name):
         programs = {
             "row": lambda stacked, index: jax.lax.dynamic_index_in_dim(stacked, index, keepdims=False),
             "where": lambda mask, new, old: jax.numpy.where(mask, new, old),
+            "zeroed": lambda mask, old: jax.numpy.where(mask, jax.numpy.zeros((), old.dtype), old),
         }
         _JAX_COMPILED[name] = jax.jit(programs[name])
     return _JAX_COMPILED[name]
