@@ -17,11 +17,6 @@ def owners(model):
     return found
 
 
-def owner(model, variable):
-    """The layer that created `variable` (searching nested layers), or None."""
-    return owners(model).get(id(variable))
-
-
 def of(model, variable, owners_=None):
     """The initializer the owning layer used for `variable`.
 

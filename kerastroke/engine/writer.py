@@ -8,15 +8,18 @@ An application runs every rule on every targeted variable in three steps:
    all of them.
 2. `Plan.compute` runs one function over every group: for each rule in
    order, a global-scope selection over all groups first, else each group's
-   selection, then its mutation; then the entries changed and the zeros of
-   the result. Step, amounts and seeds are inputs, so the function is built
-   once per set of active rules and reused; it is compiled where the backend
-   compiles (`kerastroke.accel.compile`) when every piece has its batched,
-   traceable form (`select_batch` / `mutate_batch`), and otherwise runs
-   eagerly, calling plain pieces variable by variable.
+   selection, then its mutation; then the entries changed, the zeros of the
+   result and, for a persistent callback, the masks that hold them. Step,
+   amounts and keys (each rule's, derived on the host) are inputs, so the
+   function is built once per set of active rules and reused; it is
+   compiled where the backend compiles (`kerastroke.accel.compile`) when
+   every piece has its batched, traceable form (`select_batch` /
+   `mutate_batch`), and otherwise runs eagerly, calling plain pieces
+   variable by variable.
 3. `commit` assigns every new value, once all of them exist: a piece that
    fails, or a mutator that makes a selected entry NaN or infinite, leaves
-   the model as it was.
+   the model as it was. Optimizer state that follows the written entries
+   (`optimizer_state`) is then written in one batched pass.
 
 `apply_rules` is the same computation on one tensor, as a pure function.
 """
