@@ -6,6 +6,7 @@ tensor on JAX); these tests pin the values, on every backend.
 
 import keras
 import numpy as np
+import pytest
 
 from kerastroke import accel
 
@@ -14,20 +15,25 @@ def numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
-def test_where_each_keeps_order_across_shapes_and_dtypes():
+@pytest.mark.parametrize("stacked_below", [1 << 16, 1], ids=["small-stacked", "each-alone"])
+def test_where_each_keeps_order_across_shapes_and_dtypes(monkeypatch, stacked_below):
+    # Tensors of one shape and dtype are stacked unless large; results are the same.
+    monkeypatch.setattr(accel, "_STACKED_BELOW", stacked_below)
     olds = [
         keras.ops.convert_to_tensor(np.array([1.0, 2.0, 3.0], "float32")),
         keras.ops.convert_to_tensor(np.array([[4.0, 5.0], [6.0, 7.0]], "float32")),
         keras.ops.convert_to_tensor(np.array([8.0, 9.0, 10.0], "float32")),
         keras.ops.convert_to_tensor(np.array([1, 2], "int32")),
+        keras.ops.convert_to_tensor(np.array([11.0, 12.0, 13.0], "float32")),
     ]
     masks = [
         np.array([True, False, True]),
         np.array([[False, True], [True, False]]),
         np.array([False, False, True]),
         np.array([True, False]),
+        np.array([False, True, False]),
     ]
-    news = [None, keras.ops.full((2, 2), -1.0), keras.ops.full((3,), 0.5), None]
+    news = [None, keras.ops.full((2, 2), -1.0), keras.ops.full((3,), 0.5), None, None]
 
     results = accel.where_each(masks, news, olds)
 
@@ -36,8 +42,9 @@ def test_where_each_keeps_order_across_shapes_and_dtypes():
         [[4.0, -1.0], [-1.0, 7.0]],
         [8.0, 9.0, 0.5],
         [0, 2],
+        [11.0, 0.0, 13.0],
     ]
-    assert [keras.backend.standardize_dtype(r.dtype) for r in results] == ["float32"] * 3 + ["int32"]
+    assert [keras.backend.standardize_dtype(r.dtype) for r in results] == ["float32"] * 3 + ["int32", "float32"]
     assert numpy(olds[0]).tolist() == [1.0, 2.0, 3.0]  # inputs untouched
 
 

@@ -33,6 +33,7 @@ variable), `where_each` (optimizer state reset under many masks) and
 """
 
 import functools
+import math
 
 import keras
 
@@ -126,10 +127,12 @@ def where_each(masks, news, olds):
 
     Returns:
         The list of results. On JAX each is one compiled call (compiled once
-        per shape; stacking hundreds of tensors compiled for seconds);
-        elsewhere tensors of one shape and dtype are stacked and go through
-        one `where`, since an eager TensorFlow op costs about 0.1 ms however
-        small (SET on 512 kernels resets 1024 Adam moments).
+        per shape; stacking hundreds of tensors compiled for seconds).
+        Elsewhere small tensors of one shape and dtype are stacked and go
+        through one `where`, since an eager TensorFlow op costs about 0.1 ms
+        however small (SET on 512 kernels resets 1024 Adam moments); large
+        ones (from `_STACKED_BELOW` entries) go one by one, as stacking
+        them would only copy them twice more.
 
     Example:
     >>> import numpy as np
@@ -145,10 +148,17 @@ def where_each(masks, news, olds):
         ]
     groups = {}
     for position, (new, old) in enumerate(zip(news, olds)):
-        groups.setdefault((tuple(old.shape), str(old.dtype), new is None), []).append(position)
+        size = math.prod(tuple(old.shape))
+        alone = position if size >= _STACKED_BELOW else None
+        groups.setdefault((tuple(old.shape), str(old.dtype), new is None, alone), []).append(position)
     results = [None] * len(olds)
-    for (_, _, zero), positions in groups.items():
+    for (_, _, zero, _), positions in groups.items():
         dtype = olds[positions[0]].dtype
+        if len(positions) == 1:
+            (p,) = positions
+            new = ops.zeros((), dtype) if zero else news[p]
+            results[p] = ops.where(ops.convert_to_tensor(masks[p], "bool"), new, olds[p])
+            continue
         stacked = ops.where(
             ops.stack([ops.convert_to_tensor(masks[p], "bool") for p in positions]),
             ops.zeros((), dtype) if zero else ops.stack([news[p] for p in positions]),
@@ -158,6 +168,9 @@ def where_each(masks, news, olds):
             results[position] = row
     return results
 
+
+# Entries from which `where_each` writes a tensor on its own rather than stacked.
+_STACKED_BELOW = 1 << 16
 
 _JAX_COMPILED = {}
 
