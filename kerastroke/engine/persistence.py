@@ -204,11 +204,15 @@ def attach(variables, optimizer=None):
     return changed
 
 
-def keep_mask(value):
+def keep_mask(value, zeros=None):
     """The `HoldZeros` mask that holds the entries of `value` exactly zero now.
 
     Pure and traceable: the writer computes it inside its compiled
     application, beside the new values.
+
+    Args:
+        value: A float tensor.
+        zeros: `arrays.is_zero(value)`, where the caller has it already.
 
     Example:
     >>> import keras, numpy as np
@@ -216,7 +220,7 @@ def keep_mask(value):
     [0, 0, -1]
     """
     value = ops.convert_to_tensor(value)
-    held = arrays.is_zero(value)
+    held = arrays.is_zero(value) if zeros is None else zeros
     return ops.negative(ops.cast(ops.logical_not(held), arrays.bits_dtype(value.dtype)))
 
 

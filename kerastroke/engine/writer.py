@@ -121,9 +121,10 @@ def _checked(result, shape, dtype, index, rule, piece, where):
 
 
 
-def _differs(new, original):
+def _differs(new, original, new_zeros):
     """Entries whose value changed; a NaN that stays NaN has not, nor a zero
-    that changes sign.
+    that changes sign. `new_zeros` is `arrays.is_zero(new)`, which the
+    application needs anyway.
 
     Compared on the bit patterns: TensorFlow's CPU kernels compare a
     subnormal as zero.
@@ -131,7 +132,7 @@ def _differs(new, original):
     int_dtype = arrays.bits_dtype(arrays.dtype_name(original))
     same_bits = ops.equal(ops.view(new, int_dtype), ops.view(original, int_dtype))
     both_nan = ops.logical_and(ops.isnan(new), ops.isnan(original))
-    both_zero = ops.logical_and(arrays.is_zero(new), arrays.is_zero(original))
+    both_zero = ops.logical_and(new_zeros, arrays.is_zero(original))
     return ops.logical_not(ops.logical_or(same_bits, ops.logical_or(both_nan, both_zero)))
 
 
@@ -503,15 +504,16 @@ def _application(groups, variant, batched):
         for g, (group, original, current) in enumerate(zip(groups, originals, currents)):
             if group.constraint is not None:
                 current = ops.expand_dims(_constrained(group.constraint, paths[g][0], current[0]), 0)
-            differs = _differs(current, original)
+            zeros = arrays.is_zero(current)  # one pass, for the changes, the count and the holds
+            differs = _differs(current, original, zeros)
             rows = len(group.variables)
             outputs.append((
                 current,
                 picking.count(differs),
-                picking.count(arrays.is_zero(current)),
+                picking.count(zeros),
                 ops.stack(bad[g]) if bad[g] else ops.zeros((0, rows), dtype="int32"),
                 differs if with_masks else None,
-                persistence.keep_mask(current) if with_keeps else None,
+                persistence.keep_mask(current, zeros) if with_keeps else None,
             ))
         return outputs
 
