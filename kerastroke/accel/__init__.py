@@ -23,7 +23,9 @@ Two primitives come from the backend itself where that pays:
   `kerastroke.core.ranking` otherwise finds by bisection over the bits (32
   compare-and-count passes). PyTorch's `torch.kthvalue`, one selection
   pass, gives the same value, so the same bits, several times faster than
-  those passes run eagerly.
+  those passes run eagerly; on JAX, a bisection over two bits per pass
+  with three counts in one reduction, about 8 times faster.
+- `counts`: several counts of one shape at once (one reduction on JAX).
 
 Both give exactly what the `keras.ops` form gives; only the time differs.
 So do the writer's other backend-aware steps here: `assign` (the new
@@ -244,19 +246,75 @@ def count(mask):
     return keras.ops.cast(keras.ops.sum(keras.ops.cast(mask, "int32"), axis=-1), "int32")
 
 
-def kth_smallest(values, k):
-    """Each row's `k`-th smallest entry by the backend's own selection, or None.
+def counts(masks):
+    """`count` of each of several boolean tensors of one shape, in one pass where that pays.
+
+    On JAX, several counts of tensors computed from the same inputs are one
+    variadic reduction: XLA's CPU compiler otherwise fuses the sibling
+    masks into one loop that writes each out as int32, then sums each with
+    a slow windowed reduction (three counts of 4 x 1M entries took 36 ms;
+    as one reduction, 1.6 ms). Elsewhere each is counted on its own.
 
     Args:
-        values: Integer tensor (R, N).
-        k: int32 tensor (R,), each in [1, N].
+        masks: Bool tensors, all of one shape (R, ...).
 
     Returns:
-        A tensor (R,) of `values`' dtype where the backend has a selection
-        that is faster than bisection (PyTorch), else None: the caller
-        bisects.
+        A list of int32 tensors (R,): the True entries of each mask's rows.
+
+    Example:
+    >>> import numpy as np
+    >>> a, b = np.array([[True, False, True]]), np.array([[False, False, True]])
+    >>> [keras.ops.convert_to_numpy(c).tolist() for c in counts([a, b])]
+    [[2], [1]]
     """
-    if keras.backend.backend() != "torch" or 0 in tuple(values.shape):
+    masks = [keras.ops.convert_to_tensor(mask, "bool") for mask in masks]
+    if keras.backend.backend() != "jax" or len(masks) < 2:
+        return [count(keras.ops.reshape(mask, (mask.shape[0], -1))) for mask in masks]
+    import jax
+    import jax.numpy as jnp
+
+    rows = [jnp.reshape(mask, (mask.shape[0], -1)).astype(jnp.int32) for mask in masks]
+    zeros = [jnp.zeros((), jnp.int32)] * len(rows)
+    return list(jax.lax.reduce(rows, zeros, lambda a, b: [x + y for x, y in zip(a, b)], (1,)))
+
+
+def kth_smallest(values, k, width, start):
+    """Each row's `k`-th smallest entry, where the backend finds it faster than bisection, or None.
+
+    `kerastroke.core.ranking` otherwise bisects over the bits, one
+    compare-and-count pass per bit. Both give the same value: the largest
+    `t` in `[start, start + 2**width)` with fewer than `k` entries below it.
+
+    - PyTorch: `torch.kthvalue`, one selection pass.
+    - JAX: two bits per pass, 16 passes for int32 rather than 32: each
+      pass counts the entries below three candidates as one variadic
+      reduction, which XLA's CPU compiler runs about as fast as one plain
+      count (a 32-pass bisection of 4 rows of 1M keys took 56 ms, this
+      6 ms; 512 rows of 4096, 20 ms against 3 ms).
+
+    Args:
+        values: Integer tensor (R, N), int32 or int64.
+        k: int32 tensor (R,), each in [1, N].
+        width: The bits searched: the dtype's width, or fewer for values
+            known to lie in `[0, 2**width)` apart from entries equal to the
+            dtype's maximum (which never count as below a candidate).
+        start: The smallest value searched: the dtype's minimum over its
+            full width, else 0.
+
+    Returns:
+        A tensor (R,) of `values`' dtype, or None: the caller bisects.
+
+    Example:
+    >>> import numpy as np
+    >>> values = keras.ops.convert_to_tensor(np.array([[5, 1, 4, 1, 3]], dtype="int32"))
+    >>> found = kth_smallest(values, keras.ops.convert_to_tensor(np.array([3], dtype="int32")), 32, -2**31)
+    >>> found is None or keras.ops.convert_to_numpy(found).tolist() == [3]
+    True
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return _kth_by_two_bits(values, k, width, start)
+    if backend != "torch" or 0 in tuple(values.shape):
         return None  # (an empty row has no k-th entry: bisection gives its start)
     import torch
 
@@ -264,3 +322,38 @@ def kth_smallest(values, k):
     if len(set(ks)) == 1:
         return torch.kthvalue(values, ks[0], dim=1).values
     return torch.stack([torch.kthvalue(row, rank).values for row, rank in zip(values, ks)])
+
+
+def _kth_by_two_bits(values, k, width, start):
+    """`kth_smallest` on JAX: bisection over digits of two bits, most significant first.
+
+    The threshold `t` so far has its low bits zero; each pass counts the
+    entries below `t + j * 2**shift` for j = 1, 2, 3 (candidates in
+    increasing order that never wrap, as they only fill the zero bits) and
+    moves `t` up by as many steps as have fewer than `k` below. An odd
+    width starts with one single-bit pass.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    dtype = values.dtype
+    k = jnp.expand_dims(k.astype(jnp.int32), 1)
+
+    def counts_below(threshold, steps, shift):
+        candidates = [threshold + (jnp.asarray(j, dtype) << shift) for j in range(1, steps + 1)]
+        below = [(values < jnp.expand_dims(c, 1)).astype(jnp.int32) for c in candidates]
+        totals = jax.lax.reduce(
+            below, [jnp.zeros((), jnp.int32)] * steps, lambda a, b: [x + y for x, y in zip(a, b)], (1,)
+        )
+        taken = sum((jnp.expand_dims(t, 1) < k).astype(dtype) for t in totals)
+        return threshold + (jnp.squeeze(taken, 1) << shift)
+
+    threshold = jnp.full(values.shape[:1], start, dtype)
+    if width % 2:
+        threshold = counts_below(threshold, 1, jnp.asarray(width - 1, dtype))
+    digits = width // 2
+
+    def step(i, threshold):
+        return counts_below(threshold, 3, (digits - 1 - i).astype(dtype) * 2)
+
+    return jax.lax.fori_loop(0, digits, step, threshold)

@@ -51,15 +51,16 @@ def _kth(values, k, dtype, width=None):
     a candidate, which is how callers leave entries out. The bits are visited
     in a `fori_loop` (a compiled loop under XLA and in TensorFlow's graph) so
     the traced program stays small. A backend with a native selection
-    (`kerastroke.accel.kth_smallest`: PyTorch) gives the same value directly.
+    (`kerastroke.accel.kth_smallest`: PyTorch, and JAX's two bits per pass)
+    gives the same value directly.
     """
-    native = accel.kth_smallest(values, k)
-    if native is not None:
-        return native
     low, _ = _LIMITS[dtype]
     full = 32 if dtype == "int32" else 64
     width = full if width is None else width
     start = low if width == full else 0
+    native = accel.kth_smallest(values, k, width, start)
+    if native is not None:
+        return native
     one = ops.ones((), dtype=dtype)
 
     def step(i, threshold):
@@ -146,10 +147,11 @@ def _select(keys, eligible, k, tiebreak):
     threshold = _kth(candidates, ops.maximum(want, 1), dtype)
     below = ops.less(candidates, ops.expand_dims(threshold, 1))
     ties = ops.logical_and(eligible, ops.equal(keys, ops.expand_dims(threshold, 1)))
-    need = ops.subtract(want, count(below))
+    below_count, tie_count = accel.counts([below, ties])
+    need = ops.subtract(want, below_count)
     # Only where some row has more ties than it needs is a second bisection run.
     chosen = ops.cond(
-        ops.all(ops.equal(count(ties), need)),
+        ops.all(ops.equal(tie_count, need)),
         lambda: ties,
         lambda: _fewest(ties, tiebreak, need),
     )

@@ -498,7 +498,7 @@ def _application(groups, variant, batched):
                                        plain, paths[g], extras[g])
                 new = _mutate(rule, index, current, masks[g], keys[g][f"{index} mutate"], plain, paths[g])
                 introduced = ops.logical_and(ops.logical_not(ops.isfinite(new)), ops.isfinite(current))
-                bad[g].append(picking.count(ops.logical_and(masks[g], introduced)))
+                bad[g].append(ops.logical_and(masks[g], introduced))
                 currents[g] = new
         outputs = []
         for g, (group, original, current) in enumerate(zip(groups, originals, currents)):
@@ -507,11 +507,13 @@ def _application(groups, variant, batched):
             zeros = arrays.is_zero(current)  # one pass, for the changes, the count and the holds
             differs = _differs(current, original, zeros)
             rows = len(group.variables)
+            # Every count of the group at once (one reduction on JAX, see `accel.counts`).
+            changed, zero_count, *bad_counts = accel.counts([differs, zeros, *bad[g]])
             outputs.append((
                 current,
-                picking.count(differs),
-                picking.count(zeros),
-                ops.stack(bad[g]) if bad[g] else ops.zeros((0, rows), dtype="int32"),
+                changed,
+                zero_count,
+                ops.stack(bad_counts) if bad_counts else ops.zeros((0, rows), dtype="int32"),
                 differs if with_masks else None,
                 persistence.keep_mask(current, zeros) if with_keeps else None,
             ))
