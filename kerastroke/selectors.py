@@ -385,7 +385,8 @@ class DropAndGrowSelection:
     def select_batch(self, weights, amount, keys):
         empty = arrays.is_zero(weights)  # by bit pattern: a subnormal is not empty
         active = ops.logical_and(ops.isfinite(weights), ops.logical_not(empty))
-        k = ops.minimum(picking.to_pick(amount, picking.count(active)), picking.count(empty))
+        active_count, empty_count = picking.counts(active, empty)
+        k = ops.minimum(picking.to_pick(amount, active_count), empty_count)
         drop = picking.smallest(magnitude(weights), active, k, hashing.derive(keys, "drop"))
         grow = picking.choose_count(empty, k, hashing.derive(keys, "grow"))
         return ops.logical_or(drop, grow)
@@ -439,7 +440,8 @@ class GradientDropAndGrowSelection:
         empty = arrays.is_zero(weights)  # by bit pattern: a subnormal is not empty
         active = ops.logical_and(ops.isfinite(weights), ops.logical_not(empty))
         growable = ops.logical_and(empty, ops.isfinite(gradient))
-        k = ops.minimum(picking.to_pick(amount, picking.count(active)), picking.count(growable))
+        active_count, growable_count = picking.counts(active, growable)
+        k = ops.minimum(picking.to_pick(amount, active_count), growable_count)
         drop = picking.smallest(magnitude(weights), active, k, hashing.derive(keys, "drop"))
         # The largest |g| are the smallest negated magnitude keys.
         grow = picking.smallest(ops.negative(magnitude(gradient)), growable, k, hashing.derive(keys, "grow"))

@@ -40,6 +40,11 @@ def count(batch):
     return ranking.count(flat(batch))
 
 
+def counts(*batches):
+    """`count` of several boolean batches of one shape, computed together."""
+    return ranking.counts([flat(batch) for batch in batches])
+
+
 def _positions(size):
     return ops.arange(size, dtype="int32")
 

@@ -40,6 +40,11 @@ def count(mask):
     return accel.count(ops.convert_to_tensor(mask, "bool"))
 
 
+def counts(masks):
+    """`count` of several masks of one shape (R, N), computed together (see `accel.counts`)."""
+    return accel.counts([ops.convert_to_tensor(mask, "bool") for mask in masks])
+
+
 def _kth(values, k, dtype, width=None):
     """Each row's k-th smallest value (1 <= k <= N), by bisection over the bits.
 
@@ -147,7 +152,7 @@ def _select(keys, eligible, k, tiebreak):
     threshold = _kth(candidates, ops.maximum(want, 1), dtype)
     below = ops.less(candidates, ops.expand_dims(threshold, 1))
     ties = ops.logical_and(eligible, ops.equal(keys, ops.expand_dims(threshold, 1)))
-    below_count, tie_count = accel.counts([below, ties])
+    below_count, tie_count = counts([below, ties])
     need = ops.subtract(want, below_count)
     # Only where some row has more ties than it needs is a second bisection run.
     chosen = ops.cond(
