@@ -13,21 +13,23 @@ The writer (`kerastroke.engine.writer`) builds a plain function of tensors in
 Inputs that change between applications (weights, step amounts, seeds) are
 arguments, so each function is traced once and reused.
 
-Two primitives come from the backend itself where that pays:
+The selections' primitives take the backend's fastest form where that pays:
 
 - `count`: the True entries of each row. On PyTorch `keras.ops.sum`
   accumulates integers in int64, which its CPU kernels do about 40 times
   slower than in int32 (25 ms against 0.6 ms for 4M entries); counts fit
   in int32, so PyTorch sums in int32.
+- `counts`: several counts of one shape at once. On JAX they are one
+  variadic reduction: XLA's CPU compiler runs sibling counts as slow
+  windowed reductions (three counts of 4M entries, 36 ms against 1.6 ms).
 - `kth_smallest`: the exact k-th smallest entry of each row, which
   `kerastroke.core.ranking` otherwise finds by bisection over the bits (32
   compare-and-count passes). PyTorch's `torch.kthvalue`, one selection
   pass, gives the same value, so the same bits, several times faster than
-  those passes run eagerly; on JAX, a bisection over two bits per pass
-  with three counts in one reduction, about 8 times faster.
-- `counts`: several counts of one shape at once (one reduction on JAX).
+  those passes run eagerly; JAX bisects over two bits per pass, three
+  counts in one reduction, about 8 times faster.
 
-Both give exactly what the `keras.ops` form gives; only the time differs.
+Each gives exactly what the `keras.ops` form gives; only the time differs.
 So do the writer's other backend-aware steps here: `assign` (the new
 values into the variables), `rows` (a group's stacked result split per
 variable), `where_each` (optimizer state reset under many masks) and
