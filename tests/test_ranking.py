@@ -76,6 +76,17 @@ def test_smallest_takes_exactly_the_k_smallest_eligible(problem):
         assert np.array_equal(a, b)
 
 
+@given(problem=problems(with_tiebreak=False), seed=ks.seeds)
+def test_distinct_keys_take_the_same_entries_without_a_tie_break_pass(problem, seed):
+    # Random ranks (a keyed bijection of the positions) never tie.
+    _, eligible, k, _ = problem
+    rows, size = eligible.shape
+    keys = numpy(hashing.bits(hashing.keys_of([seed + row for row in range(rows)]), np.arange(size, dtype="int32")))
+    mask = numpy(ranking.smallest(keys, eligible, k, distinct=True))
+    assert np.array_equal(mask, numpy(ranking.smallest(keys, eligible, k)))
+    check(keys, eligible, k, None, mask)
+
+
 @pytest.mark.skipif(not jax_has_x64(), reason="int64 keys need JAX_ENABLE_X64 on JAX")
 @given(problem=problems(dtype="int64"))
 def test_smallest_orders_int64_keys(problem):

@@ -91,7 +91,7 @@ def choose_count(eligible, k, keys):
         keys: int32 tensor (R, 2).
     """
     rows = flat(eligible)
-    picked = ranking.smallest(ranks(keys, rows.shape[1]), rows, k)
+    picked = ranking.smallest(ranks(keys, rows.shape[1]), rows, k, distinct=True)
     return ops.reshape(picked, eligible.shape)
 
 

@@ -77,7 +77,7 @@ def _kth(values, k, dtype, width=None):
     return ops.fori_loop(0, width, step, ops.full(ops.shape(k), start, dtype=dtype))
 
 
-def smallest(keys, eligible, k, tiebreak=None):
+def smallest(keys, eligible, k, tiebreak=None, distinct=False):
     """A mask of each row's `k` smallest eligible keys, exact, ties broken by `tiebreak`.
 
     Every eligible key strictly below the row's threshold (its k-th smallest
@@ -93,6 +93,10 @@ def smallest(keys, eligible, k, tiebreak=None):
             row's eligible entries takes all of them; 0 or less takes none.
         tiebreak: int32 of shape (R, N), distinct within each row, or None
             for the positions.
+        distinct: True if no two keys of a row are equal (e.g. random ranks,
+            `hashing.bits` of the positions): at most one key sits at the
+            threshold, so no tie-breaking pass is built. The result is the
+            same; a compiled selection is smaller and traces faster.
 
     Returns:
         bool of shape (R, N) with exactly `min(k, eligible count)` True
@@ -139,17 +143,32 @@ def smallest(keys, eligible, k, tiebreak=None):
                 f"Received: shape={tuple(tiebreak.shape)}"
             )
 
+    if distinct:
+        return _select_distinct(keys, eligible, k)
     return _select(keys, eligible, k, tiebreak)
+
+
+def _threshold(keys, eligible, k):
+    """How many to take per row, the candidates (left-out entries at the maximum) and the k-th of them."""
+    dtype = keras.backend.standardize_dtype(keys.dtype)
+    _, high = _LIMITS[dtype]
+    want = ops.maximum(ops.minimum(k, count(eligible)), 0)
+    candidates = ops.where(eligible, keys, high)
+    return want, candidates, _kth(candidates, ops.maximum(want, 1), dtype)
+
+
+@accel.staged
+def _select_distinct(keys, eligible, k):
+    """`smallest` of distinct keys: every eligible key up to the threshold, which is taken."""
+    want, candidates, threshold = _threshold(keys, eligible, k)
+    taken = ops.logical_and(eligible, ops.less_equal(candidates, ops.expand_dims(threshold, 1)))
+    return ops.logical_and(taken, ops.expand_dims(ops.greater(want, 0), 1))
 
 
 @accel.staged
 def _select(keys, eligible, k, tiebreak):
     """`smallest` on checked inputs: one compiled call on JAX, even when called eagerly."""
-    dtype = keras.backend.standardize_dtype(keys.dtype)
-    _, high = _LIMITS[dtype]
-    want = ops.maximum(ops.minimum(k, count(eligible)), 0)
-    candidates = ops.where(eligible, keys, high)
-    threshold = _kth(candidates, ops.maximum(want, 1), dtype)
+    want, candidates, threshold = _threshold(keys, eligible, k)
     below = ops.less(candidates, ops.expand_dims(threshold, 1))
     ties = ops.logical_and(eligible, ops.equal(keys, ops.expand_dims(threshold, 1)))
     below_count, tie_count = counts([below, ties])
