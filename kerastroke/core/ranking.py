@@ -95,8 +95,9 @@ def smallest(keys, eligible, k, tiebreak=None, distinct=False):
             for the positions.
         distinct: True if no two keys of a row are equal (e.g. random ranks,
             `hashing.bits` of the positions): at most one key sits at the
-            threshold, so no tie-breaking pass is built. The result is the
-            same; a compiled selection is smaller and traces faster.
+            threshold, so no tie-breaking pass is built (nor `tiebreak`
+            used). The result is the same; a compiled selection is smaller
+            and traces faster.
 
     Returns:
         bool of shape (R, N) with exactly `min(k, eligible count)` True
