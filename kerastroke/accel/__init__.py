@@ -339,16 +339,13 @@ def _kth_by_two_bits(values, k, width, start):
     import jax.numpy as jnp
 
     dtype = values.dtype
-    k = jnp.expand_dims(k.astype(jnp.int32), 1)
+    k = k.astype(jnp.int32)
 
     def counts_below(threshold, steps, shift):
         candidates = [threshold + (jnp.asarray(j, dtype) << shift) for j in range(1, steps + 1)]
-        below = [(values < jnp.expand_dims(c, 1)).astype(jnp.int32) for c in candidates]
-        totals = jax.lax.reduce(
-            below, [jnp.zeros((), jnp.int32)] * steps, lambda a, b: [x + y for x, y in zip(a, b)], (1,)
-        )
-        taken = sum((jnp.expand_dims(t, 1) < k).astype(dtype) for t in totals)
-        return threshold + (jnp.squeeze(taken, 1) << shift)
+        totals = counts([values < jnp.expand_dims(c, 1) for c in candidates])
+        taken = sum((total < k).astype(dtype) for total in totals)
+        return threshold + (taken << shift)
 
     threshold = jnp.full(values.shape[:1], start, dtype)
     if width % 2:

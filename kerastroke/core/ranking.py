@@ -42,7 +42,7 @@ def count(mask):
 
 def counts(masks):
     """`count` of several masks of one shape (R, N), computed together (see `accel.counts`)."""
-    return accel.counts([ops.convert_to_tensor(mask, "bool") for mask in masks])
+    return accel.counts(masks)
 
 
 def _kth(values, k, dtype, width=None):
