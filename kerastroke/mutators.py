@@ -11,6 +11,10 @@ random key per variable; it is `keras.ops` throughout, so it traces.
 `__call__` is `mutate_batch` on a batch of one. A mutator whose draws cannot
 be traced (a Keras initializer kerastroke does not know) has
 `mutate_batch = None`, and the engine runs it eagerly.
+
+`uniform` and `constant` also have `mutate_host(weights, mask, keys)`: the
+same values, the same bits, on a float32 NumPy batch in host memory (the
+engine's CPU path, `kerastroke.accel.host`).
 """
 
 import math
@@ -21,6 +25,7 @@ import ml_dtypes
 import numpy as np
 from keras import ops
 
+from kerastroke.accel import host
 from kerastroke.core import arrays, checks, draws, hashing, seeds
 from kerastroke.core.serialization import register
 
@@ -96,6 +101,11 @@ class Uniform:
     def mutate_batch(self, weights, mask, keys):
         return arrays.merge(mask, self.values(weights, keys), weights)
 
+    def mutate_host(self, weights, mask, keys):
+        lo, hi = self.bounds("float32")
+        low, high = arrays.at_least(self.low, "float32"), arrays.at_most(self.high, "float32")
+        return host.uniform(weights, mask, keys, low, high, lo, hi, keyed=not arrays.clips_floats(lo, hi))
+
     def values(self, weights, keys):
         """A draw for every entry of the batch (R, ...), in the weights' dtype."""
         dtype = arrays.dtype_name(weights)
@@ -142,6 +152,9 @@ class Constant:
         dtype = arrays.dtype_name(weights)
         filled = ops.full(weights.shape, arrays.scalar(self.rounded(dtype), dtype), dtype=dtype)
         return arrays.merge(mask, filled, weights)
+
+    def mutate_host(self, weights, mask, keys):
+        return host.fill(weights, mask, self.rounded("float32"))
 
 
 def zero():

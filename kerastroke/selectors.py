@@ -14,12 +14,19 @@ axis, `keys` one random key per variable (`kerastroke.core.hashing`), and
 everything is `keras.ops` without data-dependent shapes, so one compiled
 call selects in every variable at once. `__call__` is `select_batch` on a
 batch of one.
+
+`random_fraction`, `value_range` and `smallest_magnitude` (without `among`)
+also have `select_host(weights, amount, keys)`: the same selection, the same
+bits, on a float32 NumPy batch in host memory, by the Numba loops of
+`kerastroke.accel.host` (the engine's CPU path; see
+`kerastroke.engine.writer`).
 """
 
 import attrs
 import numpy as np
 from keras import ops
 
+from kerastroke.accel import host
 from kerastroke.core import arrays, checks, hashing, picking, seeds
 from kerastroke.core.serialization import register
 
@@ -40,6 +47,13 @@ def _is_full(amount):
 
 def _pick(eligible, amount, keys):
     return eligible if _is_full(amount) else picking.choose(eligible, amount, keys)
+
+
+def _pick_host(eligible, amount, keys):
+    """`_pick` on the host (`kerastroke.accel.host`): the same entries."""
+    if _is_full(amount):
+        return eligible
+    return host.choose(eligible, host.to_pick(amount, host.count(eligible)), keys)
 
 
 def batched(piece, method="select_batch"):
@@ -71,6 +85,9 @@ class RandomFraction:
 
     def select_batch(self, weights, amount, keys):
         return _pick(ops.ones(weights.shape, dtype="bool"), amount, keys)
+
+    def select_host(self, weights, amount, keys):
+        return _pick_host(np.ones(weights.shape, dtype=bool), amount, keys)
 
 
 @register("selectors.value_range")
@@ -106,6 +123,11 @@ class ValueRange:
 
     def select_batch(self, weights, amount, keys):
         return _pick(arrays.in_range(weights, self.low, self.high), amount, keys)
+
+    def select_host(self, weights, amount, keys):
+        lo, hi = arrays.at_least(self.low, "float32"), arrays.at_most(self.high, "float32")
+        eligible = host.in_range(weights, arrays.scalar_key(lo), arrays.scalar_key(hi))
+        return _pick_host(eligible, amount, keys)
 
 
 def _parts(value):
@@ -302,6 +324,17 @@ class SmallestMagnitude:
         if among is None:
             return None
         return lambda w, amount, keys: self._select(w, amount, keys, among(w, 1.0, hashing.derive(keys, "among")))
+
+    @property
+    def select_host(self):
+        """The host form (float32 batches); None with `among`."""
+        return self._select_host if self.among is None else None
+
+    def _select_host(self, weights, amount, keys):
+        eligible = host.finite(weights)
+        if _is_full(amount):
+            return eligible
+        return host.smallest(weights, eligible, host.to_pick(amount, host.count(eligible)), keys)
 
     def _select(self, weights, amount, keys, among=None):
         eligible = ops.isfinite(weights)

@@ -99,6 +99,21 @@ def shape(x):
     return tuple(int(dim) for dim in x.shape)
 
 
+def size(x):
+    """The number of entries of a Keras variable, tensor or array, as an int.
+
+    A Keras variable's shape is read from the tuple Keras keeps (on
+    TensorFlow `variable.shape` builds a `tf.TensorShape`, about 6 us).
+    """
+    dims = getattr(x, "_shape", None)
+    if not isinstance(dims, tuple):
+        dims = x.shape
+    total = 1
+    for dim in dims:
+        total *= int(dim)
+    return total
+
+
 def dtype_name(x):
     """The standard Keras name of `x`'s dtype, e.g. "float32" or "bfloat16"."""
     return keras.backend.standardize_dtype(x.dtype)
@@ -256,6 +271,19 @@ def _flush_proof(bound):
     return abs(value) >= float(ml_dtypes.finfo(bound.dtype).tiny)
 
 
+def clips_floats(low, high):
+    """True where `clamp(values, low, high)` clips the floats, False where it
+    compares order keys (a bound that is zero or subnormal)."""
+    return _flush_proof(low) and _flush_proof(high) and float(low) != 0.0 and float(high) != 0.0
+
+
+def scalar_key(value):
+    """The order key of a NumPy float scalar, as a Python int: -|x| for
+    negative values, |x| otherwise, in units of the dtype's bit pattern
+    (-0.0 and 0.0 both 0)."""
+    return _scalar_key(value)
+
+
 def clamp(values, low, high):
     """`values` clipped to [low, high], compared exactly on the bit patterns.
 
@@ -268,7 +296,7 @@ def clamp(values, low, high):
         A tensor of the same shape and dtype.
     """
     dtype = dtype_name(values)
-    if _flush_proof(low) and _flush_proof(high) and float(low) != 0.0 and float(high) != 0.0:
+    if clips_floats(low, high):
         # With normal, non-zero bounds a float clip is exact: an entry inside
         # them comes back bit for bit, one outside becomes the bound itself,
         # and a subnormal entry (flushed to zero or not) lies on the same side

@@ -9,10 +9,7 @@ def zeros_and_size(variable, zeros=None):
     if zeros is None:
         value = variable.value
         zeros = arrays.count(arrays.is_zero(value))
-    size = 1
-    for dim in variable.shape:
-        size *= int(dim)
-    return zeros, size
+    return zeros, arrays.size(variable)
 
 
 def sparsity(model, layers=None, weights=True, biases=False):

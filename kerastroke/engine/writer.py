@@ -15,7 +15,12 @@ An application runs every rule on every targeted variable in three steps:
    compiled where the backend compiles (`kerastroke.accel.compile`) when
    every piece has its batched, traceable form (`select_batch` /
    `mutate_batch`), and otherwise runs eagerly, calling plain pieces
-   variable by variable.
+   variable by variable. Where the weights are float32 in host memory on a
+   backend whose compiled ops each take a pass over memory (TensorFlow and
+   PyTorch on the CPU), and every piece has its host form (`select_host` /
+   `mutate_host`, the same values on NumPy batches), the same steps run on
+   NumPy arrays through `kerastroke.accel.host`'s loops instead
+   (`accel.host_path`); the bits are the same either way.
 3. `commit` assigns every new value, once all of them exist: a piece that
    fails, or a mutator that makes a selected entry NaN or infinite, leaves
    the model as it was. Optimizer state that follows the written entries
@@ -34,6 +39,7 @@ import numpy as np
 from keras import ops
 
 from kerastroke import accel
+from kerastroke.accel import host
 from kerastroke.core import arrays, hashing, picking, seeds
 from kerastroke.engine import persistence
 
@@ -169,6 +175,21 @@ def traceable(rule):
     return _batched(rule.selector, "select_batch") is not None and _batched(rule.mutator, "mutate_batch") is not None
 
 
+def _on_host(groups):
+    """True if the CPU path takes these groups' applications (see `accel.host_path`):
+    float32 variables without a constraint of their own, per-tensor rules
+    whose pieces have host forms and declare no measured inputs."""
+    for group in groups:
+        if group.dtype != "float32" or group.constraint is not None:
+            return False
+        for rule in group.rules:
+            if rule.scope != "tensor" or getattr(rule.selector, "inputs", ()):
+                return False
+            if _batched(rule.selector, "select_host") is None or _batched(rule.mutator, "mutate_host") is None:
+                return False
+    return accel.host_path([variable for group in groups for variable in group.variables])
+
+
 class _Group:
     """Variables stacked and run together: one shape, one dtype, equal rules."""
 
@@ -178,6 +199,7 @@ class _Group:
         self.shape = arrays.shape(variable)
         self.dtype = arrays.dtype_name(variable)
         self.constraint = persistence.own_constraint(variable)
+        self.reader = None  # the CPU path's read of every variable (`accel.host_reader`)
 
     def takes(self, variable, rules):
         return (
@@ -224,6 +246,7 @@ class Plan:
         ]
         self.batched = not plain
         self.compile = self.batched
+        self.host = _on_host(self.groups)
         if plain:
             index, rule = plain[0]
             warnings.warn(
@@ -278,6 +301,9 @@ class Plan:
             return []
         active = tuple("off" if not a else "full" if a == 1.0 else "part" for a in rule_amounts)
         _check_inputs(self.rules, active, inputs)
+        if self.host:
+            outputs = _host_application(self.groups, active, rule_amounts, seed_of, with_masks, with_keeps)
+            return self._writes(outputs)
         names = tuple(sorted(next(iter(inputs.values())))) if inputs else ()
         variant = (active, with_masks, with_keeps, names)
         function = self._functions.get(variant)
@@ -295,6 +321,11 @@ class Plan:
             outputs = function(*arguments)
         else:
             outputs = function(*arguments, (group_seeds, seeds.derive(seed, "global")))
+        return self._writes(outputs)
+
+    def _writes(self, outputs):
+        """Each group's stacked outputs as one `Write` per variable; a NaN or
+        infinite value a mutator gave a selected entry is a ValueError."""
         writes = []
         for group, (news, changed, zero_counts, bad, differs, keeps) in zip(self.groups, outputs):
             changed, zero_counts, bad = (arrays.to_numpy(x) for x in (changed, zero_counts, bad))
@@ -302,13 +333,14 @@ class Plan:
             news = accel.rows(news)
             differs = accel.rows(differs) if differs is not None else None
             keeps = accel.rows(keeps) if keeps is not None else None
+            if bad.any():
+                index, row = (int(i[0]) for i in np.nonzero(bad))
+                raise ValueError(
+                    f"{_describe(index, group.rules[index], 'mutator', group.variables[row].path)}: it gave "
+                    f"{int(bad[index, row])} selected entries a NaN or infinite value; nothing was written. "
+                    "New values must be finite."
+                )
             for row, variable in enumerate(group.variables):
-                for index in np.flatnonzero(bad[:, row]):
-                    rule = group.rules[index]
-                    raise ValueError(
-                        f"{_describe(index, rule, 'mutator', variable.path)}: it gave {int(bad[index, row])} "
-                        "selected entries a NaN or infinite value; nothing was written. New values must be finite."
-                    )
                 writes.append(Write(
                     variable,
                     news[row],
@@ -318,6 +350,46 @@ class Plan:
                     keeps[row] if keeps is not None else None,
                 ))
         return writes
+
+
+def _host_application(groups, active, rule_amounts, seed_of, with_masks, with_keeps):
+    """`_application`'s outputs computed on the host by the pieces' host forms.
+
+    The same steps in the same order, with the same keys (derived on the
+    host, as `_piece_keys` derives them), on float32 NumPy batches: read
+    from the variables (a view of their memory where the backend allows,
+    never written to), each rule's selection and new values, then the
+    entries changed, the zeros and the masks holding them in one pass
+    (`accel.host.summary`).
+    """
+    outputs = []
+    for group in groups:
+        words = hashing.words_of([seed_of(variable) for variable in group.variables])
+        if group.reader is None:
+            group.reader = accel.host_reader(group.variables)
+        original = group.reader()
+        current = original
+        bad = []
+        for index, state in enumerate(active):
+            if state == "off":
+                continue
+            amount = 1.0 if state == "full" else float(rule_amounts[index])
+            rule = group.rules[index]
+            rule_words = hashing.derive_on_host(words, f"rule {index}")
+            mask = rule.selector.select_host(current, amount, hashing.derive_on_host(rule_words, "select"))
+            new = rule.mutator.mutate_host(current, mask, hashing.derive_on_host(rule_words, "mutate"))
+            bad.append(host.introduced(mask, new, current))
+            current = new
+        changed, zero_count, differs, zeros = host.summary(current, original, with_masks)
+        outputs.append((
+            current,
+            changed,
+            zero_count,
+            np.stack(bad) if bad else np.zeros((0, len(group.variables)), np.int64),
+            differs,
+            np.negative(np.logical_not(zeros), dtype=np.int32) if with_keeps else None,
+        ))
+    return outputs
 
 
 def commit(assignments, changed=None):
@@ -551,6 +623,7 @@ def apply_rules(weights, rules, step, seed, where="", rule_amounts=None):
     # Compiled like a callback's application (and sharing its compilation):
     # the same function, so the same bits.
     plan.batched = plan.compile = all(traceable(rule) for rule in plan.rules)
+    plan.host = _on_host(plan.groups)
     (written,) = plan.compute(rule_amounts, lambda _: seed, seed)
     return (original, 0) if not written.changed else (written.new, written.changed)
 

@@ -1,0 +1,178 @@
+"""The CPU path: selections and new values computed in host memory by Numba loops.
+
+On the CPU, each `keras.ops` op of an application is a pass over memory of
+its own on TensorFlow's graph and on PyTorch (hashing a position is about 24
+integer ops; an exact threshold 32 compare-and-count passes). These loops do
+the same arithmetic in one pass per step, on NumPy arrays that hold the
+weights as 32-bit floats, and give the same bits as the `keras.ops` forms:
+
+- `choose`: `kerastroke.core.picking.choose_count` (random ranks).
+- `smallest`: `kerastroke.core.picking.smallest` (ranked keys, random
+  tie-breaks).
+- `in_range`: `kerastroke.core.arrays.in_range` for float32.
+- `uniform`: `kerastroke.core.hashing.uniform` for float32, clamped as
+  `arrays.clamp` clamps, drawn only where the mask is set.
+- `fill`: `arrays.merge` with a constant.
+- `summary`: the writer's changed entries, zeros and held zeros.
+
+Exact thresholds are found by a radix selection (digits of 11, 11 and 10
+bits, a histogram per digit) instead of 32 bisection passes.
+
+Built-in pieces reach these through their `select_host` / `mutate_host`
+forms (the piece protocol's declared capability, see
+`kerastroke.engine.writer`); the engine itself only calls `summary`.
+`available()` is False when Numba cannot be imported: the engine then
+takes the compiled path. The loops compile on first use and are cached
+beside this module, in `__pycache__`.
+"""
+
+import functools
+
+import numpy as np
+
+from kerastroke.core import hashing
+
+# Order keys of 32-bit values are unsigned: the signed value with its top bit
+# flipped orders the same way.
+_SIGN = np.uint32(0x80000000)
+_LEFT_OUT = np.uint32(0xFFFFFFFF)
+
+
+@functools.cache
+def _loops():
+    try:
+        from kerastroke.accel import loops
+    except ImportError:  # Numba missing or unusable
+        return None
+    return loops
+
+
+def available():
+    """True when the loops can run (Numba imports).
+
+    Example:
+    >>> isinstance(available(), bool)
+    True
+    """
+    return _loops() is not None
+
+
+def _words(keys):
+    """int32 keys (R, 2) as the unsigned words the loops take."""
+    keys = np.ascontiguousarray(keys, dtype=np.int32).view(np.uint32)
+    return np.ascontiguousarray(keys[:, 0]), np.ascontiguousarray(keys[:, 1])
+
+
+def _rows(array):
+    return array.reshape(array.shape[0], -1)
+
+
+def to_pick(amount, total):
+    """`picking.to_pick` on the host: `round(amount * total)` in float64, half to even."""
+    return np.round(np.float64(amount) * np.asarray(total, dtype=np.float64)).astype(np.int64)
+
+
+def count(mask):
+    """True entries per row of a bool batch (R, ...), as int64 (R,)."""
+    return _loops().count(_rows(mask))
+
+
+def choose(eligible, k, keys):
+    """`picking.choose_count`: exactly `min(k, eligible)` entries per row at random.
+
+    Args:
+        eligible: bool (R, ...), or None for every entry.
+        k: int (R,) entries to take per row.
+        keys: int32 (R, 2), the piece's keys (derived with "pick" here).
+
+    Returns:
+        bool of the batch's shape.
+    """
+    k0, k1 = _words(hashing.derive_on_host(keys, "pick"))
+    k = np.asarray(k, dtype=np.int64)
+    if eligible is None:
+        raise ValueError("`eligible` must be a bool batch.")
+    rows = _rows(np.ascontiguousarray(eligible, dtype=np.bool_))
+    return _loops().choose(rows, k, k0, k1).reshape(eligible.shape)
+
+
+def smallest(weights, eligible, k, keys):
+    """`picking.smallest` of float32 magnitudes: the `k` smallest |w| per row, random ties.
+
+    Args:
+        weights: float32 (R, ...).
+        eligible: bool of the same shape.
+        k: int (R,).
+        keys: int32 (R, 2), the piece's keys (derived with "ties" here).
+    """
+    t0, t1 = _words(hashing.derive_on_host(keys, "ties"))
+    bits = _rows(np.ascontiguousarray(weights, dtype=np.float32)).view(np.uint32)
+    rows = _rows(np.ascontiguousarray(eligible, dtype=np.bool_))
+    return _loops().smallest(bits, rows, np.asarray(k, dtype=np.int64), t0, t1).reshape(eligible.shape)
+
+
+def finite(weights):
+    """Entries of float32 `weights` that are finite (read from the bits)."""
+    bits = _rows(np.ascontiguousarray(weights, dtype=np.float32)).view(np.uint32)
+    return _loops().finite(bits).reshape(weights.shape)
+
+
+def in_range(weights, low_key, high_key):
+    """`arrays.in_range` for float32: order keys in [low_key, high_key], finite."""
+    bits = _rows(np.ascontiguousarray(weights, dtype=np.float32)).view(np.uint32)
+    return _loops().in_range(bits, np.int64(low_key), np.int64(high_key)).reshape(weights.shape)
+
+
+def fill(weights, mask, value):
+    """`arrays.merge(mask, value, weights)` for float32: a new array."""
+    w = _rows(np.ascontiguousarray(weights, dtype=np.float32))
+    word = np.asarray(value, dtype=np.float32).reshape(1).view(np.uint32)[0]
+    out = _loops().fill(w.view(np.uint32), _rows(np.ascontiguousarray(mask, dtype=np.bool_)), word)
+    return out.view(np.float32).reshape(weights.shape)
+
+
+def _pieces(value):
+    """A float32 bound as `hashing._split` splits it: head (top 12 significant bits), tail."""
+    value = np.float32(value)
+    head = (np.asarray(value).reshape(1).view(np.uint32) & np.uint32(0xFFFFF000)).view(np.float32)[0]
+    return np.float32(head), np.float32(value - head)
+
+
+def uniform(weights, mask, keys, low, high, lo, hi, keyed):
+    """`hashing.uniform(derive(keys, "uniform"), positions, low, high)` clamped to [lo, hi],
+    merged into float32 `weights` where `mask` is set.
+
+    Args:
+        low, high: The draw's bounds, float32.
+        lo, hi: The clamp's bounds, float32.
+        keyed: True where `arrays.clamp` compares order keys (a bound zero or
+            subnormal), False where it clips the floats.
+    """
+    k0, k1 = _words(hashing.derive_on_host(keys, "uniform"))
+    low, high = np.float32(low), np.float32(high)
+    bounds = np.array([*_pieces(low), *_pieces(high), *_pieces(-low), *_pieces(-high)], dtype=np.float32)
+    w = _rows(np.ascontiguousarray(weights, dtype=np.float32))
+    clamp = np.array([lo, hi], dtype=np.float32)
+    out = _loops().uniform(w, _rows(np.ascontiguousarray(mask, dtype=np.bool_)), k0, k1, bounds, clamp, bool(keyed))
+    return out.reshape(weights.shape)
+
+
+def introduced(mask, new, old):
+    """Per row, the entries of `mask` that are finite in `old` and not in `new`."""
+    as_bits = lambda x: _rows(np.ascontiguousarray(x, dtype=np.float32)).view(np.uint32)
+    return _loops().introduced(_rows(np.ascontiguousarray(mask, dtype=np.bool_)), as_bits(new), as_bits(old))
+
+
+def summary(new, original, with_masks):
+    """The writer's account of float32 rows: changed and zero entries, their masks.
+
+    Returns:
+        `(changed (R,), zeros (R,), differs or None, zero mask)`: counts as
+        int64, masks bool of `new`'s shape; changed as the writer's
+        `_differs` counts it (a NaN that stays NaN, or a zero that changes
+        sign, has not changed).
+    """
+    as_bits = lambda x: _rows(np.ascontiguousarray(x, dtype=np.float32)).view(np.uint32)
+    changed, zeros, differs, zero_mask = _loops().summary(as_bits(new), as_bits(original), bool(with_masks))
+    differs = differs.reshape(new.shape) if with_masks else None
+    return changed, zeros, differs, zero_mask.reshape(new.shape)

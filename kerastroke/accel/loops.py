@@ -1,0 +1,308 @@
+"""The Numba loops behind `kerastroke.accel.host` (imported only through it).
+
+Each loop mirrors a `keras.ops` function elsewhere, step for step, on rows
+(R, N) of 32-bit words: float32 weights as their bit patterns (uint32), so
+comparisons are exact whatever the floating-point mode, and hash words as
+uint64 holding 32-bit values, masked after every product (NumPy and Numba
+promote uint32 arithmetic to 64 bits).
+"""
+
+import numba
+import numpy as np
+
+_jit = numba.njit(cache=True, nogil=True)
+
+_WORD = np.uint64(0xFFFFFFFF)
+_MULTIPLIER_1 = np.uint64(0x7FEB352D)
+_MULTIPLIER_2 = np.uint64(0x846CA68B)
+_15 = np.uint64(15)
+_16 = np.uint64(16)
+_SIGN = np.uint32(0x80000000)
+_MAGNITUDE = np.uint32(0x7FFFFFFF)
+_INFINITY = np.uint32(0x7F800000)
+_LEFT_OUT = np.uint32(0xFFFFFFFF)
+_HEAD = np.uint32(0xFFFFF000)  # a float32's sign, exponent and top 11 stored bits
+
+
+@_jit
+def _mix(x):
+    """hashing.mix of a 32-bit value held in uint64."""
+    x = x ^ (x >> _16)
+    x = (x * _MULTIPLIER_1) & _WORD
+    x = x ^ (x >> _15)
+    x = (x * _MULTIPLIER_2) & _WORD
+    return x ^ (x >> _16)
+
+
+@_jit
+def _bits(k0, k1, position):
+    """hashing.bits of one counter: mix(mix(position ^ k0) + k1), as uint64."""
+    return _mix((_mix(np.uint64(position) ^ k0) + k1) & _WORD)
+
+
+@_jit
+def _rank(k0, k1, position):
+    """The order key (uint32) of the signed int32 draw `hashing.bits` gives."""
+    return np.uint32(_bits(k0, k1, position)) ^ _SIGN
+
+
+@_jit
+def _kth(keys, k):
+    """The k-th smallest of uint32 `keys` (1 <= k <= keys.size), by radix selection.
+
+    Three digits (bits 21-31, 10-20, 0-9), most significant first: a
+    histogram of the digit among the keys that share the prefix found so
+    far, then the digit where the count reaches what is left of k.
+    Equal to ranking._kth: the largest t with fewer than k keys below it.
+    """
+    histogram = np.empty(2048, np.int64)
+    prefix = np.uint32(0)
+    fixed = np.uint32(0)
+    left = k
+    for level in range(3):
+        shift = 21 if level == 0 else (10 if level == 1 else 0)
+        digits = 2048 if level < 2 else 1024
+        histogram[:] = 0
+        for i in range(keys.size):
+            key = keys[i]
+            if key & fixed == prefix:
+                histogram[(key >> np.uint32(shift)) & np.uint32(digits - 1)] += 1
+        digit = 0
+        while histogram[digit] < left:
+            left -= histogram[digit]
+            digit += 1
+        prefix |= np.uint32(digit) << np.uint32(shift)
+        fixed |= np.uint32(digits - 1) << np.uint32(shift)
+    return prefix
+
+
+@_jit
+def _count_row(mask):
+    total = 0
+    for i in range(mask.size):
+        total += mask[i]
+    return total
+
+
+@_jit
+def count(mask):
+    out = np.zeros(mask.shape[0], np.int64)
+    for r in range(mask.shape[0]):
+        out[r] = _count_row(mask[r])
+    return out
+
+
+@_jit
+def choose(eligible, k, k0, k1):
+    """picking.choose_count: the eligible entries with the min(k, eligible) smallest ranks."""
+    rows, size = eligible.shape
+    out = np.zeros((rows, size), np.bool_)
+    keys = np.empty(size, np.uint32)
+    for r in range(rows):
+        a, b = np.uint64(k0[r]), np.uint64(k1[r])
+        total = 0
+        for i in range(size):
+            if eligible[r, i]:
+                keys[i] = _rank(a, b, i)
+                total += 1
+            else:
+                keys[i] = _LEFT_OUT
+        want = min(k[r], total)
+        if want <= 0:
+            continue
+        threshold = _kth(keys, want)
+        for i in range(size):
+            out[r, i] = eligible[r, i] and keys[i] <= threshold
+    return out
+
+
+@_jit
+def smallest(bits, eligible, k, t0, t1):
+    """picking.smallest of float32 magnitudes: below the threshold, then the ties
+    with the smallest random ranks (ranking._select and _fewest)."""
+    rows, size = bits.shape
+    out = np.zeros((rows, size), np.bool_)
+    keys = np.empty(size, np.uint32)
+    ties = np.empty(size, np.uint32)
+    for r in range(rows):
+        total = 0
+        for i in range(size):
+            if eligible[r, i]:
+                keys[i] = (bits[r, i] & _MAGNITUDE) ^ _SIGN
+                total += 1
+            else:
+                keys[i] = _LEFT_OUT
+        want = min(k[r], total)
+        if want <= 0:
+            continue
+        threshold = _kth(keys, want)
+        below = 0
+        tied = 0
+        for i in range(size):
+            if eligible[r, i]:
+                if keys[i] < threshold:
+                    below += 1
+                elif keys[i] == threshold:
+                    tied += 1
+        need = want - below
+        if tied == need:
+            for i in range(size):
+                out[r, i] = eligible[r, i] and keys[i] <= threshold
+            continue
+        a, b = np.uint64(t0[r]), np.uint64(t1[r])
+        for i in range(size):
+            ties[i] = _rank(a, b, i) if eligible[r, i] and keys[i] == threshold else _LEFT_OUT
+        last = _kth(ties, need)
+        for i in range(size):
+            out[r, i] = eligible[r, i] and (keys[i] < threshold or (keys[i] == threshold and ties[i] <= last))
+    return out
+
+
+@_jit
+def finite(bits):
+    out = np.empty(bits.shape, np.bool_)
+    flat, done = bits.ravel(), out.ravel()
+    for i in range(flat.size):
+        done[i] = flat[i] & _MAGNITUDE < _INFINITY
+    return out
+
+
+@_jit
+def _key(word):
+    """arrays.order_keys of one float32's bits, as int64."""
+    magnitude = np.int64(word & _MAGNITUDE)
+    return -magnitude if word & _SIGN else magnitude
+
+
+@_jit
+def in_range(bits, low, high):
+    """arrays.in_range: finite entries whose order key lies in [low, high]."""
+    out = np.empty(bits.shape, np.bool_)
+    flat, done = bits.ravel(), out.ravel()
+    for i in range(flat.size):
+        word = flat[i]
+        magnitude = np.int64(word & _MAGNITUDE)
+        negative = np.int64(word >> np.uint32(31))
+        key = magnitude - 2 * negative * magnitude
+        done[i] = (magnitude < np.int64(_INFINITY)) & (low <= key) & (key <= high)
+    return out
+
+
+@_jit
+def fill(bits, mask, word):
+    out = np.empty_like(bits)
+    flat, chosen, done = bits.ravel(), mask.ravel().view(np.uint8), out.ravel()
+    for i in range(flat.size):
+        select = np.uint32(0) - np.uint32(chosen[i])
+        done[i] = (word & select) | (flat[i] & ~select)
+    return out
+
+
+@_jit
+def uniform(weights, mask, k0, k1, bounds, clamp, keyed):
+    """hashing.uniform (float32) clamped like arrays.clamp, where `mask` is set.
+
+    `bounds` holds the float32 pieces of low, high, -low and -high (head,
+    tail each); the sum runs in hashing.uniform's order.
+    """
+    rows, size = weights.shape
+    out = weights.copy()
+    scratch = np.empty(1, np.float32)
+    scratch_bits = scratch.view(np.uint32)
+    low0, low1, high0, high1 = bounds[0], bounds[1], bounds[2], bounds[3]
+    neg_low0, neg_low1, neg_high0, neg_high1 = bounds[4], bounds[5], bounds[6], bounds[7]
+    lo, hi = clamp[0], clamp[1]
+    scratch[0] = lo
+    lo_key = _key(scratch_bits[0])
+    scratch[0] = hi
+    hi_key = _key(scratch_bits[0])
+    one = np.float32(1.0)
+    scale = np.float32(2.0**-24)
+    for r in range(rows):
+        a, b = np.uint64(k0[r]), np.uint64(k1[r])
+        for i in range(size):
+            if not mask[r, i]:
+                continue
+            u = np.float32(np.int32(_bits(a, b, i) >> np.uint64(8))) * scale
+            rest = one - u
+            scratch[0] = u
+            scratch_bits[0] &= _HEAD
+            u_head = scratch[0]
+            u_tail = u - u_head
+            scratch[0] = rest
+            scratch_bits[0] &= _HEAD
+            rest_head = scratch[0]
+            rest_tail = rest - rest_head
+            value = (low0 * rest_head) - (neg_high0 * u_head)
+            value = value - ((neg_low0 * rest_tail) - (high0 * u_tail))
+            value = value - ((neg_low1 * rest_head) - (high1 * u_head))
+            value = value - ((neg_low1 * rest_tail) - (high1 * u_tail))
+            if keyed:
+                scratch[0] = value
+                key = min(max(_key(scratch_bits[0]), lo_key), hi_key)
+                scratch_bits[0] = np.uint32(-key) | _SIGN if key < 0 else np.uint32(key)
+                value = scratch[0]
+            else:
+                if value < lo:
+                    value = lo
+                if value > hi:
+                    value = hi
+            out[r, i] = value
+    return out
+
+
+@_jit
+def _introduced_row(mask, new, old):
+    total = 0
+    for i in range(mask.size):
+        total += mask[i] & (new[i] & _MAGNITUDE >= _INFINITY) & (old[i] & _MAGNITUDE < _INFINITY)
+    return total
+
+
+@_jit
+def introduced(mask, new, old):
+    """Per row: entries of `mask` finite in `old` and not finite in `new`."""
+    out = np.zeros(mask.shape[0], np.int64)
+    for r in range(mask.shape[0]):
+        out[r] = _introduced_row(mask[r], new[r], old[r])
+    return out
+
+
+@_jit
+def _same(x, y):
+    """Not writer._differs: equal bits, both NaN, or both zero."""
+    mx, my = x & _MAGNITUDE, y & _MAGNITUDE
+    return (x == y) | ((mx > _INFINITY) & (my > _INFINITY)) | ((mx == 0) & (my == 0))
+
+
+@_jit
+def _summary_row(new, old, zero_mask):
+    changes = 0
+    zero_count = 0
+    for i in range(new.size):
+        zero = new[i] & _MAGNITUDE == 0
+        zero_mask[i] = zero
+        zero_count += zero
+        changes += not _same(new[i], old[i])
+    return changes, zero_count
+
+
+@_jit
+def _differs_row(new, old, differs):
+    for i in range(new.size):
+        differs[i] = not _same(new[i], old[i])
+
+
+@_jit
+def summary(new, old, with_masks):
+    """writer._differs and arrays.is_zero of float32 bits, with their counts per row."""
+    rows, size = new.shape
+    changed = np.zeros(rows, np.int64)
+    zeros = np.zeros(rows, np.int64)
+    differs = np.zeros((rows, size if with_masks else 0), np.bool_)
+    zero_mask = np.empty((rows, size), np.bool_)
+    for r in range(rows):
+        changed[r], zeros[r] = _summary_row(new[r], old[r], zero_mask[r])
+        if with_masks:
+            _differs_row(new[r], old[r], differs[r])
+    return changed, zeros, differs, zero_mask

@@ -1,0 +1,214 @@
+"""The CPU path (`kerastroke.accel.host`): the same bits as the compiled path.
+
+Each built-in piece's host form is compared with its `keras.ops` form on
+batches with every kind of float32 entry (NaN, infinities, signed zeros,
+subnormals, ties), and whole applications of the presets with the path on
+and off. On JAX the path is off by default; these tests switch it on there
+too, so every backend checks the loops against its own compiled pieces.
+"""
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kerastroke import MagnitudePruning, NeuroPlast, Pruning, Stroke, accel, mutators, selectors
+from kerastroke.accel import host
+from kerastroke.core import hashing
+from kerastroke.engine import writer
+from tests import strategies as ks
+
+pytestmark = pytest.mark.skipif(not host.available(), reason="Numba is not installed: no CPU path to test")
+
+_SPECIAL = np.array(
+    [0.0, -0.0, np.nan, np.inf, -np.inf, 1e-45, -1e-45, 1.2e-38, 0.05, -0.05, 0.5, 1.0, 3.0], np.float32
+)
+
+
+@st.composite
+def batches(draw):
+    """float32 batches (R, N): normals, many ties, and the special values."""
+    # A few shapes only: on JAX each new shape compiles the batched forms afresh.
+    rows = draw(st.sampled_from([1, 3]))
+    size = draw(st.sampled_from([1, 7, 64, 200]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    batch = rng.normal(scale=0.1, size=(rows, size)).astype(np.float32)
+    kind = draw(st.sampled_from(["normal", "ties", "special"]))
+    if kind == "ties":
+        batch = rng.choice(np.array([0.0, 0.01, -0.01, 0.02], np.float32), size=(rows, size))
+    elif kind == "special":
+        where = rng.random((rows, size)) < 0.3
+        batch[where] = rng.choice(_SPECIAL, size=int(where.sum()))
+    return batch
+
+
+def _keys(rows, seed):
+    return hashing.words_of([seed + row for row in range(rows)])
+
+
+def _bits(x):
+    return np.asarray(keras.ops.convert_to_numpy(x)).view(np.uint32)
+
+
+@given(batch=batches(), amount=ks.amounts, seed=st.integers(0, 2**31))
+def test_random_fraction_host_matches_batched(batch, amount, seed):
+    keys = _keys(len(batch), seed)
+    piece = selectors.random_fraction()
+    expected = keras.ops.convert_to_numpy(piece.select_batch(batch, amount, keys))
+    np.testing.assert_array_equal(piece.select_host(batch, amount, keys), expected)
+
+
+@given(
+    batch=batches(),
+    amount=ks.amounts,
+    seed=st.integers(0, 2**31),
+    bounds=st.sampled_from([(-0.05, 0.05), (0.0, 0.0), (-0.0, 1e-45), (-1.0, 0.0), (-np.inf, 0.01), (0.02, np.inf)]),
+)
+def test_value_range_host_matches_batched(batch, amount, seed, bounds):
+    keys = _keys(len(batch), seed)
+    piece = selectors.value_range(*bounds)
+    expected = keras.ops.convert_to_numpy(piece.select_batch(batch, amount, keys))
+    np.testing.assert_array_equal(piece.select_host(batch, amount, keys), expected)
+
+
+@given(batch=batches(), amount=ks.amounts, seed=st.integers(0, 2**31))
+def test_smallest_magnitude_host_matches_batched(batch, amount, seed):
+    keys = _keys(len(batch), seed)
+    piece = selectors.smallest_magnitude()
+    expected = keras.ops.convert_to_numpy(piece.select_batch(batch, amount, keys))
+    np.testing.assert_array_equal(piece.select_host(batch, amount, keys), expected)
+
+
+def test_smallest_magnitude_breaks_ties_as_the_batched_form_does():
+    # 40 equal magnitudes and 5 to take: the random tie-break decides, exactly as compiled.
+    batch = np.full((2, 40), 0.25, np.float32)
+    batch[:, ::2] *= -1
+    keys = _keys(2, 11)
+    piece = selectors.smallest_magnitude()
+    mask = piece.select_host(batch, 0.125, keys)
+    assert mask.sum(axis=1).tolist() == [5, 5]
+    np.testing.assert_array_equal(mask, keras.ops.convert_to_numpy(piece.select_batch(batch, 0.125, keys)))
+
+
+def test_smallest_magnitude_with_among_has_no_host_form():
+    assert selectors.smallest_magnitude(among=selectors.value_range(-1.0, 1.0)).select_host is None
+
+
+@given(
+    batch=batches(),
+    seed=st.integers(0, 2**31),
+    bounds=st.sampled_from([(-0.05, 0.05), (0.0, 1.0), (-2.0, 0.0), (0.5, 0.5), (-3.0, 1e-3)]),
+    mask_seed=st.integers(0, 2**32 - 1),
+)
+def test_uniform_host_matches_batched(batch, seed, bounds, mask_seed):
+    keys = _keys(len(batch), seed)
+    mask = np.random.default_rng(mask_seed).random(batch.shape) < 0.5
+    piece = mutators.uniform(*bounds)
+    expected = _bits(piece.mutate_batch(batch, mask, keys))
+    np.testing.assert_array_equal(piece.mutate_host(batch, mask, keys).view(np.uint32), expected)
+
+
+@given(batch=batches(), value=st.sampled_from([0.0, -0.0, 0.5, -3.25, 1e-45]), mask_seed=st.integers(0, 2**32 - 1))
+def test_constant_host_matches_batched(batch, value, mask_seed):
+    keys = _keys(len(batch), 0)
+    mask = np.random.default_rng(mask_seed).random(batch.shape) < 0.5
+    piece = mutators.constant(value)
+    expected = _bits(piece.mutate_batch(batch, mask, keys))
+    np.testing.assert_array_equal(piece.mutate_host(batch, mask, keys).view(np.uint32), expected)
+
+
+def test_host_pieces_never_write_their_inputs():
+    batch = np.linspace(-1, 1, 64, dtype=np.float32).reshape(2, 32)
+    before = batch.copy()
+    keys = _keys(2, 3)
+    mask = selectors.smallest_magnitude().select_host(batch, 0.5, keys)
+    mutators.uniform(-0.1, 0.1).mutate_host(batch, mask, keys)
+    mutators.constant(0.0).mutate_host(batch, mask, keys)
+    np.testing.assert_array_equal(batch, before)
+
+
+def test_the_loops_select_the_kth_smallest_exactly():
+    # Expected values written out: the three smallest magnitudes are 0.0, 0.05 and -0.1.
+    batch = np.array([[0.3, -0.1, 0.2, 0.0, -0.5, 0.4, 0.15, -0.2, 0.6, 0.05]], np.float32)
+    mask = host.smallest(batch, np.ones(batch.shape, bool), np.array([3]), _keys(1, 0))
+    assert np.flatnonzero(mask[0]).tolist() == [1, 3, 9]
+    # Only the eligible ones count: without entries 3 and 9, the next are -0.1, 0.15 and 0.2.
+    eligible = np.ones(batch.shape, bool)
+    eligible[0, [3, 9]] = False
+    mask = host.smallest(batch, eligible, np.array([3]), _keys(1, 0))
+    assert np.flatnonzero(mask[0]).tolist() == [1, 2, 6]
+
+
+def _model():
+    # Three groups: two Dense kernels of one shape, one of another, and a Conv2D kernel.
+    return keras.Sequential([
+        keras.Input((6, 6, 2)),
+        keras.layers.Conv2D(4, 3, kernel_initializer="glorot_uniform"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(16),
+        keras.layers.Dense(16),
+        keras.layers.Dense(16),
+        keras.layers.Dense(3),
+    ])
+
+
+def _weights(model):
+    return [np.array(keras.ops.convert_to_numpy(v)).view(np.uint32) for v in model.weights]
+
+
+_PRESETS = [
+    lambda: Stroke(volatility_ratio=0.3, biases=True, seed=5),
+    lambda: Stroke(value=0.0, volatility_ratio=0.2, seed=6),
+    lambda: Pruning(min_value=-0.1, max_value=0.1, seed=7),
+    lambda: NeuroPlast(min_value=-0.15, max_value=0.15, pruning_min=-0.02, pruning_max=0.02, seed=8),
+    lambda: MagnitudePruning(0.6, seed=9),
+]
+
+
+@pytest.mark.parametrize("make", _PRESETS, ids=["stroke", "stroke-value", "pruning", "neuroplast", "magnitude"])
+def test_an_application_on_the_cpu_path_writes_what_the_compiled_path_writes(make, monkeypatch):
+    monkeypatch.setattr(accel, "HOST_BACKENDS", (keras.backend.backend(),))
+    model = _model()
+    start = [v.numpy() if hasattr(v, "numpy") else keras.ops.convert_to_numpy(v) for v in model.weights]
+
+    results = {}
+    for on_host in (True, False):
+        for variable, value in zip(model.weights, start):
+            variable.assign(value)
+        callback = make()
+        callback.set_model(model)
+        plan = callback._writer(callback._resolved())
+        if not on_host:
+            plan.host = False
+        assert plan.host is on_host
+        logs = [callback.apply(step) for step in (0, 1)]
+        results[on_host] = (_weights(model), logs)
+
+    (host_weights, host_logs), (compiled_weights, compiled_logs) = results[True], results[False]
+    assert host_logs == compiled_logs
+    assert host_logs[0]["changed"] > 0
+    for a, b in zip(host_weights, compiled_weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_cpu_path_is_taken_on_tensorflow_and_pytorch_only_by_default():
+    model = _model()
+    callback = Stroke(seed=0)
+    callback.set_model(model)
+    plan = callback._writer(callback._resolved())
+    assert plan.host is (keras.backend.backend() in ("tensorflow", "torch"))
+
+
+def test_rules_without_host_forms_take_the_compiled_path(monkeypatch):
+    monkeypatch.setattr(accel, "HOST_BACKENDS", (keras.backend.backend(),))
+    model = _model()
+    from kerastroke import PlasticityCallback, Rule, schedules
+
+    rule = Rule(selectors.smallest_magnitude(among=selectors.value_range(-1.0, 1.0)), mutators.zero(),
+                schedules.constant(0.5))
+    callback = PlasticityCallback([rule], seed=0)
+    callback.set_model(model)
+    assert callback._writer(callback._resolved()).host is False
+    assert writer._on_host(callback._writer(callback._resolved()).groups) is False
