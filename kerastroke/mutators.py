@@ -104,7 +104,8 @@ class Uniform:
     def mutate_host(self, weights, mask, keys):
         lo, hi = self.bounds("float32")
         low, high = arrays.at_least(self.low, "float32"), arrays.at_most(self.high, "float32")
-        return host.uniform(weights, mask, keys, low, high, lo, hi, keyed=not arrays.clips_floats(lo, hi))
+        clamp = (lo, hi, not arrays.clips_floats(lo, hi))
+        return host.uniform(weights, mask, hashing.derive_on_host(keys, "uniform"), low, high, clamp)
 
     def values(self, weights, keys):
         """A draw for every entry of the batch (R, ...), in the weights' dtype."""
@@ -266,6 +267,23 @@ class _NeedsInitializer:
 
         return mutate_batch
 
+    @property
+    def mutate_host(self):
+        """The host form (float32), for a redraw (not a combination) from an
+        initializer drawn uniformly or filled; else None."""
+        self._need_initializer()
+        if not self._redraws or draws.describe(self.initializer, (1, 1))[0] not in ("uniform", "filled"):
+            return None
+
+        def mutate_host(weights, mask, keys):
+            kind, *parameters = draws.describe(self.initializer, weights.shape[1:])
+            if kind == "filled":
+                return host.fill(weights, mask, np.float32(parameters[0]))
+            low, high = parameters
+            return host.uniform(weights, mask, hashing.derive_on_host(keys, "fresh"), low, high)
+
+        return mutate_host
+
 
 @register("mutators.normal")
 @attrs.frozen
@@ -297,7 +315,7 @@ class Normal:
         dtype = arrays.dtype_name(weights)
         wide = _draw_dtype(dtype)
         z = draws.standard_normal(hashing.derive(keys, "normal"), _flat_positions(weights), wide)
-        values = ops.add(ops.multiply(z, ops.cast(self.stddev, wide)), ops.cast(self.mean, wide))
+        values = ops.add(ops.multiply(z, arrays.number(self.stddev, wide)), arrays.number(self.mean, wide))
         return arrays.merge(mask, _shaped(ops.cast(values, dtype), weights), weights)
 
 
@@ -322,6 +340,8 @@ class Initializer(_NeedsInitializer):
     """
 
     initializer: object = attrs.field(default=None, converter=_identifier)
+
+    _redraws = True  # the new values are the fresh draws themselves (see `mutate_host`)
 
     def _combine(self, weights, mask, fresh):
         return arrays.merge(mask, fresh, weights)
@@ -352,11 +372,15 @@ class ShrinkPerturbValues(_NeedsInitializer):
     perturb: float = attrs.field(converter=lambda v: checks.non_negative("perturb", v))
     initializer: object = attrs.field(default=None, converter=_identifier)
 
+    # Products of the weights: no host form, since TensorFlow's and XLA's CPU
+    # kernels flush subnormal products to zero where NumPy keeps them.
+    _redraws = False
+
     def _combine(self, weights, mask, fresh):
         dtype = arrays.dtype_name(weights)
         new = ops.add(
-            ops.multiply(ops.cast(self.shrink, dtype), weights),
-            ops.multiply(ops.cast(self.perturb, dtype), fresh),
+            ops.multiply(arrays.number(self.shrink, dtype), weights),
+            ops.multiply(arrays.number(self.perturb, dtype), fresh),
         )
         return arrays.merge(mask, new, weights)
 
@@ -412,6 +436,20 @@ class DropAndGrowValues:
             return self._combine(weights, mask, grow_mask, grown)
 
         return mutate_batch
+
+    @property
+    def mutate_host(self):
+        """The host form (float32), if `grow` has one (else None)."""
+        grow = getattr(self.grow, "mutate_host", None)
+        if grow is None:
+            return None
+
+        def mutate_host(weights, mask, keys):
+            grow_mask = np.logical_and(mask, host.zeros(weights))
+            grown = grow(weights, grow_mask, hashing.derive_on_host(keys, "grow"))
+            return host.drop_and_grow(weights, mask, grow_mask, grown)
+
+        return mutate_host
 
     def _combine(self, weights, mask, grow_mask, grown):
         dtype = arrays.dtype_name(weights)

@@ -424,6 +424,14 @@ class DropAndGrowSelection:
         grow = picking.choose_count(empty, k, hashing.derive(keys, "grow"))
         return ops.logical_or(drop, grow)
 
+    def select_host(self, weights, amount, keys):
+        empty = host.zeros(weights)
+        active = np.logical_and(host.finite(weights), np.logical_not(empty))
+        k = np.minimum(host.to_pick(amount, host.count(active)), host.count(empty))
+        drop = host.smallest(weights, active, k, hashing.derive_on_host(keys, "drop"))
+        grow = host.choose(empty, k, hashing.derive_on_host(keys, "grow"))
+        return np.logical_or(drop, grow)
+
 
 smallest_magnitude = SmallestMagnitude
 smallest_units = SmallestUnits

@@ -273,6 +273,20 @@ def test_uniform_matches_the_reference_within_bounds(key, counters, bounds, dtyp
     assert np.all(wide[finite] <= np.float64(high) + abs(high) * 2**-7)
 
 
+@pytest.mark.parametrize("bounds", [(0.1, 0.3), (-0.7, 0.2), (0.0, 1.401298464324817e-45)])
+def test_float64_bounds_are_not_rounded_through_float32(bounds):
+    # Regression: `ops.cast` of a Python float goes through float32 on
+    # TensorFlow (0.1 became 0.10000000149011612, a float32 subnormal 0.0),
+    # so float64 draws differed from JAX's and PyTorch's.
+    if not jax_has_x64():
+        pytest.skip("float64 needs JAX_ENABLE_X64 on JAX")
+    words = hashing.key_words(3)
+    counters = np.arange(64, dtype=np.int32)
+    x = numpy(hashing.uniform(words, counters, *bounds, "float64"))
+    expected = reference.uniform(words, counters, *bounds, np.float64)
+    np.testing.assert_array_equal(ks.bits(x), ks.bits(expected))
+
+
 def test_uniform_spans_far_apart_bounds_without_overflow():
     big = float(np.finfo(np.float32).max)
     x = numpy(hashing.uniform(hashing.key_words(2), np.arange(10_000, dtype=np.int32), -big, big))

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kerastroke import MagnitudePruning, NeuroPlast, Pruning, Stroke, accel, mutators, selectors
+from kerastroke import SET, MagnitudePruning, NeuroPlast, Pruning, Stroke, accel, mutators, selectors
 from kerastroke.accel import host
 from kerastroke.core import hashing
 from kerastroke.engine import writer
@@ -119,6 +119,45 @@ def test_constant_host_matches_batched(batch, value, mask_seed):
     np.testing.assert_array_equal(piece.mutate_host(batch, mask, keys).view(np.uint32), expected)
 
 
+@given(
+    batch=batches(),
+    seed=st.integers(0, 2**31),
+    init=st.sampled_from(["glorot_uniform", "he_uniform", "lecun_uniform", "zeros", "ones",
+                          {"class_name": "RandomUniform", "config": {"minval": -0.3, "maxval": 0.1}},
+                          {"class_name": "Constant", "config": {"value": -2.5}}]),
+    mask_seed=st.integers(0, 2**32 - 1),
+)
+def test_initializer_host_matches_batched(batch, seed, init, mask_seed):
+    keys = _keys(len(batch), seed)
+    mask = np.random.default_rng(mask_seed).random(batch.shape) < 0.5
+    piece = mutators.initializer(init)
+    expected = _bits(piece.mutate_batch(batch, mask, keys))
+    np.testing.assert_array_equal(piece.mutate_host(batch, mask, keys).view(np.uint32), expected)
+
+
+@given(batch=batches(), amount=ks.amounts, seed=st.integers(0, 2**31), mask_seed=st.integers(0, 2**32 - 1))
+def test_drop_and_grow_host_matches_batched(batch, amount, seed, mask_seed):
+    keys = _keys(len(batch), seed)
+    selector = selectors.drop_and_grow()
+    mask = selector.select_host(batch, amount, keys)
+    np.testing.assert_array_equal(mask, keras.ops.convert_to_numpy(selector.select_batch(batch, amount, keys)))
+    # The mutator also on masks the selector would not give (zeros and non-zeros alike).
+    other = np.random.default_rng(mask_seed).random(batch.shape) < 0.5
+    mutator = mutators.drop_and_grow(mutators.initializer("glorot_uniform"))
+    for chosen in (mask, other):
+        expected = _bits(mutator.mutate_batch(batch, chosen, keys))
+        np.testing.assert_array_equal(mutator.mutate_host(batch, chosen, keys).view(np.uint32), expected)
+
+
+def test_pieces_whose_values_differ_on_the_host_have_no_host_form():
+    # Normal draws use each backend's erfinv; shrink-and-perturb multiplies
+    # the weights, and TensorFlow's and XLA's CPU kernels flush subnormal products.
+    assert getattr(mutators.normal(0.1), "mutate_host", None) is None
+    assert mutators.initializer("glorot_normal").mutate_host is None
+    assert mutators.shrink_perturb(0.4, 0.1, initializer="glorot_uniform").mutate_host is None
+    assert mutators.drop_and_grow().mutate_host is None  # grows from normal(0.01)
+
+
 def test_host_pieces_never_write_their_inputs():
     batch = np.linspace(-1, 1, 64, dtype=np.float32).reshape(2, 32)
     before = batch.copy()
@@ -143,7 +182,7 @@ def test_the_loops_select_the_kth_smallest_exactly():
 
 def _model():
     # Three groups: two Dense kernels of one shape, one of another, and a Conv2D kernel.
-    return keras.Sequential([
+    model = keras.Sequential([
         keras.Input((6, 6, 2)),
         keras.layers.Conv2D(4, 3, kernel_initializer="glorot_uniform"),
         keras.layers.Flatten(),
@@ -152,6 +191,9 @@ def _model():
         keras.layers.Dense(16),
         keras.layers.Dense(3),
     ])
+    model.compile(optimizer="adam", loss="mse")  # SET resets the optimizer's moments
+    model.optimizer.build(model.trainable_variables)
+    return model
 
 
 def _weights(model):
@@ -164,19 +206,23 @@ _PRESETS = [
     lambda: Pruning(min_value=-0.1, max_value=0.1, seed=7),
     lambda: NeuroPlast(min_value=-0.15, max_value=0.15, pruning_min=-0.02, pruning_max=0.02, seed=8),
     lambda: MagnitudePruning(0.6, seed=9),
+    lambda: SET(sparsity=0.5, drop_fraction=0.3, seed=10),
 ]
 
 
-@pytest.mark.parametrize("make", _PRESETS, ids=["stroke", "stroke-value", "pruning", "neuroplast", "magnitude"])
+@pytest.mark.parametrize("make", _PRESETS, ids=["stroke", "stroke-value", "pruning", "neuroplast", "magnitude", "set"])
 def test_an_application_on_the_cpu_path_writes_what_the_compiled_path_writes(make, monkeypatch):
     monkeypatch.setattr(accel, "HOST_BACKENDS", (keras.backend.backend(),))
     model = _model()
     start = [v.numpy() if hasattr(v, "numpy") else keras.ops.convert_to_numpy(v) for v in model.weights]
 
+    slots = [v for v in model.optimizer.variables if "float" in str(v.dtype) and len(v.shape)]
     results = {}
     for on_host in (True, False):
         for variable, value in zip(model.weights, start):
             variable.assign(value)
+        for slot in slots:  # moments that a reset visibly zeroes
+            slot.assign(keras.ops.full(slot.shape, 0.5, slot.dtype))
         callback = make()
         callback.set_model(model)
         plan = callback._writer(callback._resolved())
@@ -184,12 +230,12 @@ def test_an_application_on_the_cpu_path_writes_what_the_compiled_path_writes(mak
             plan.host = False
         assert plan.host is on_host
         logs = [callback.apply(step) for step in (0, 1)]
-        results[on_host] = (_weights(model), logs)
+        results[on_host] = (_weights(model) + [np.array(keras.ops.convert_to_numpy(v)) for v in slots], logs)
 
-    (host_weights, host_logs), (compiled_weights, compiled_logs) = results[True], results[False]
+    (host_values, host_logs), (compiled_values, compiled_logs) = results[True], results[False]
     assert host_logs == compiled_logs
     assert host_logs[0]["changed"] > 0
-    for a, b in zip(host_weights, compiled_weights):
+    for a, b in zip(host_values, compiled_values):
         np.testing.assert_array_equal(a, b)
 
 

@@ -7,20 +7,24 @@ the same arithmetic in one pass per step, on NumPy arrays that hold the
 weights as 32-bit floats, and give the same bits as the `keras.ops` forms:
 
 - `choose`: `kerastroke.core.picking.choose_count` (random ranks).
-- `smallest`: `kerastroke.core.picking.smallest` (ranked keys, random
+- `smallest`: `kerastroke.core.picking.smallest` of magnitudes (random
   tie-breaks).
-- `in_range`: `kerastroke.core.arrays.in_range` for float32.
-- `uniform`: `kerastroke.core.hashing.uniform` for float32, clamped as
-  `arrays.clamp` clamps, drawn only where the mask is set.
-- `fill`: `arrays.merge` with a constant.
-- `summary`: the writer's changed entries, zeros and held zeros.
+- `finite`, `zeros`, `in_range`, `count`, `to_pick`: eligibility and counts
+  as `kerastroke.core.arrays` and `picking` compute them.
+- `uniform`: `kerastroke.core.hashing.uniform` for float32, optionally
+  clamped as `arrays.clamp` clamps, drawn only where the mask is set.
+- `fill`, `drop_and_grow`: `arrays.merge` with a constant, and drop-and-grow's
+  combination.
+- `introduced`, `summary`: the writer's checks and account (non-finite
+  values introduced; entries changed, zeros and the masks holding them).
 
 Exact thresholds are found by a radix selection (digits of 11, 11 and 10
 bits, a histogram per digit) instead of 32 bisection passes.
 
 Built-in pieces reach these through their `select_host` / `mutate_host`
 forms (the piece protocol's declared capability, see
-`kerastroke.engine.writer`); the engine itself only calls `summary`.
+`kerastroke.engine.writer`); the engine itself calls only `introduced`
+and `summary`.
 `available()` is False when Numba cannot be imported: the engine then
 takes the compiled path. The loops compile on first use and are cached
 beside this module, in `__pycache__`.
@@ -31,12 +35,6 @@ import functools
 import numpy as np
 
 from kerastroke.core import hashing
-
-# Order keys of 32-bit values are unsigned: the signed value with its top bit
-# flipped orders the same way.
-_SIGN = np.uint32(0x80000000)
-_LEFT_OUT = np.uint32(0xFFFFFFFF)
-
 
 @functools.cache
 def _loops():
@@ -81,7 +79,7 @@ def choose(eligible, k, keys):
     """`picking.choose_count`: exactly `min(k, eligible)` entries per row at random.
 
     Args:
-        eligible: bool (R, ...), or None for every entry.
+        eligible: bool (R, ...).
         k: int (R,) entries to take per row.
         keys: int32 (R, 2), the piece's keys (derived with "pick" here).
 
@@ -90,8 +88,6 @@ def choose(eligible, k, keys):
     """
     k0, k1 = _words(hashing.derive_on_host(keys, "pick"))
     k = np.asarray(k, dtype=np.int64)
-    if eligible is None:
-        raise ValueError("`eligible` must be a bool batch.")
     rows = _rows(np.ascontiguousarray(eligible, dtype=np.bool_))
     return _loops().choose(rows, k, k0, k1).reshape(eligible.shape)
 
@@ -138,23 +134,43 @@ def _pieces(value):
     return np.float32(head), np.float32(value - head)
 
 
-def uniform(weights, mask, keys, low, high, lo, hi, keyed):
-    """`hashing.uniform(derive(keys, "uniform"), positions, low, high)` clamped to [lo, hi],
-    merged into float32 `weights` where `mask` is set.
+def uniform(weights, mask, keys, low, high, clamp=None):
+    """`hashing.uniform(keys, positions, low, high)` for float32, merged into
+    `weights` where `mask` is set (drawn only there).
 
     Args:
-        low, high: The draw's bounds, float32.
-        lo, hi: The clamp's bounds, float32.
-        keyed: True where `arrays.clamp` compares order keys (a bound zero or
-            subnormal), False where it clips the floats.
+        weights: float32 (R, ...).
+        mask: bool of the same shape.
+        keys: int32 (R, 2), as the draw's keys (already derived).
+        low, high: The draw's bounds, rounded to float32 as `ops.cast` rounds.
+        clamp: None, or `(lo, hi, keyed)`: then clipped as `arrays.clamp`
+            clips to float32 bounds `lo` and `hi`, comparing order keys if
+            `keyed` (a bound zero or subnormal), else the floats.
     """
-    k0, k1 = _words(hashing.derive_on_host(keys, "uniform"))
+    k0, k1 = _words(keys)
     low, high = np.float32(low), np.float32(high)
     bounds = np.array([*_pieces(low), *_pieces(high), *_pieces(-low), *_pieces(-high)], dtype=np.float32)
+    lo, hi, keyed = (-np.inf, np.inf, False) if clamp is None else clamp
     w = _rows(np.ascontiguousarray(weights, dtype=np.float32))
-    clamp = np.array([lo, hi], dtype=np.float32)
-    out = _loops().uniform(w, _rows(np.ascontiguousarray(mask, dtype=np.bool_)), k0, k1, bounds, clamp, bool(keyed))
+    limits = np.array([lo, hi], dtype=np.float32)
+    out = _loops().uniform(w, _rows(np.ascontiguousarray(mask, dtype=np.bool_)), k0, k1, bounds, limits, bool(keyed))
     return out.reshape(weights.shape)
+
+
+def zeros(weights):
+    """`arrays.is_zero` for float32: entries +0.0 or -0.0, read from the bits."""
+    bits = _rows(np.ascontiguousarray(weights, dtype=np.float32)).view(np.uint32)
+    return _loops().zeros(bits).reshape(weights.shape)
+
+
+def drop_and_grow(weights, mask, grow_mask, grown):
+    """`mutators.DropAndGrowValues._combine` for float32: selected entries become
+    0.0, those of `grow_mask` take `grown` (a grown 0.0 becomes float32's
+    smallest normal), the rest keep their bits."""
+    as_bits = lambda x: _rows(np.ascontiguousarray(x, dtype=np.float32)).view(np.uint32)
+    as_mask = lambda x: _rows(np.ascontiguousarray(x, dtype=np.bool_))
+    out = _loops().drop_and_grow(as_bits(weights), as_mask(mask), as_mask(grow_mask), as_bits(grown))
+    return out.view(np.float32).reshape(weights.shape)
 
 
 def introduced(mask, new, old):

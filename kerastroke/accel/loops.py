@@ -252,6 +252,33 @@ def uniform(weights, mask, k0, k1, bounds, clamp, keyed):
 
 
 @_jit
+def zeros(bits):
+    out = np.empty(bits.shape, np.bool_)
+    flat, done = bits.ravel(), out.ravel()
+    for i in range(flat.size):
+        done[i] = flat[i] & _MAGNITUDE == 0
+    return out
+
+
+_TINY = np.uint32(0x00800000)  # float32's smallest normal
+
+
+@_jit
+def drop_and_grow(bits, mask, grow_mask, grown):
+    """DropAndGrowValues._combine on float32 bits."""
+    out = np.empty_like(bits)
+    flat, chosen, growing, drawn, done = bits.ravel(), mask.ravel(), grow_mask.ravel(), grown.ravel(), out.ravel()
+    for i in range(flat.size):
+        if growing[i]:
+            done[i] = _TINY if drawn[i] & _MAGNITUDE == 0 else drawn[i]
+        elif chosen[i]:
+            done[i] = 0
+        else:
+            done[i] = flat[i]
+    return out
+
+
+@_jit
 def _introduced_row(mask, new, old):
     total = 0
     for i in range(mask.size):

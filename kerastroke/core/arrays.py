@@ -90,6 +90,22 @@ def scalar(value, dtype):
     return ops.reshape(tensor(np.asarray([value], dtype=numpy_dtype(dtype)), dtype), ())
 
 
+def number(value, dtype):
+    """`value` in `dtype`: a Python or NumPy number rounded once by NumPy, a tensor cast.
+
+    `ops.cast` of a Python float converts it to float32 first on TensorFlow
+    (0.1 cast to float64 is 0.10000000149011612 there, and a float32
+    subnormal becomes 0.0), where JAX and PyTorch keep it exact.
+
+    Example:
+    >>> float(keras.ops.convert_to_numpy(number(0.1, "float64")))
+    0.1
+    """
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+        return scalar(value, dtype)
+    return ops.cast(value, dtype)
+
+
 def shape(x):
     """The static shape of a tensor or array, as a tuple of ints.
 

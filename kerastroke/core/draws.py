@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerastroke.core import hashing
+from kerastroke.core import arrays, hashing
 
 # erf(2 / sqrt(2)): the probability mass of N(0, 1) within 2 standard deviations.
 _WITHIN_TWO = 0.9544997361036416
@@ -30,7 +30,9 @@ def _centred(keys, counters, dtype):
     """Uniform draws in the open interval (-1, 1), symmetric around 0, exact."""
     u = hashing.unit(keys, counters, dtype)  # multiples of 2**-b in [0, 1)
     step = 2.0**-24 if dtype != "float64" else 2.0**-53
-    return ops.add(ops.multiply(ops.subtract(u, ops.cast(0.5, dtype)), ops.cast(2.0, dtype)), ops.cast(step, dtype))
+    return ops.add(
+        ops.multiply(ops.subtract(u, arrays.number(0.5, dtype)), arrays.number(2.0, dtype)), arrays.number(step, dtype)
+    )
 
 
 def standard_normal(keys, counters, dtype="float32", truncated=False):
@@ -44,8 +46,8 @@ def standard_normal(keys, counters, dtype="float32", truncated=False):
     """
     p = _centred(keys, counters, dtype)
     if truncated:
-        p = ops.multiply(p, ops.cast(_WITHIN_TWO, dtype))
-    return ops.multiply(ops.erfinv(p), ops.cast(math.sqrt(2.0), dtype))
+        p = ops.multiply(p, arrays.number(_WITHIN_TWO, dtype))
+    return ops.multiply(ops.erfinv(p), arrays.number(math.sqrt(2.0), dtype))
 
 
 def _fans(shape):
@@ -73,7 +75,7 @@ def _normal(mean, stddev, truncated):
         wide = "float64" if dtype == "float64" else "float32"
         counters = ops.arange(math.prod(shape), dtype="int32")
         z = standard_normal(keys, counters, wide, truncated=truncated)
-        values = ops.add(ops.multiply(z, ops.cast(stddev, wide)), ops.cast(mean, wide))
+        values = ops.add(ops.multiply(z, arrays.number(stddev, wide)), arrays.number(mean, wide))
         return ops.reshape(ops.cast(values, dtype), (rows, *shape))
 
     return draw
@@ -86,19 +88,48 @@ def _filled(value):
     return draw
 
 
-def _variance_scaling(scale, mode, distribution):
-    def draw(shape, dtype, keys, rows):
-        fan_in, fan_out = _fans(shape)
-        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[mode]
-        variance = scale / max(1.0, fan)
-        if distribution == "truncated_normal":
-            return _normal(0.0, math.sqrt(variance) / _TRUNCATED_STDDEV, True)(shape, dtype, keys, rows)
-        if distribution == "untruncated_normal":
-            return _normal(0.0, math.sqrt(variance), False)(shape, dtype, keys, rows)
-        limit = math.sqrt(3.0 * variance)
-        return _uniform(-limit, limit)(shape, dtype, keys, rows)
+def describe(identifier, shape):
+    """The distribution `of_initializer` draws for a variable of `shape`, as data.
 
-    return draw
+    Returns:
+        `("uniform", low, high)`, `("normal", mean, stddev, truncated)` or
+        `("filled", value)`, with Python floats; None for an initializer
+        whose distribution is not known here. A host implementation (the CPU
+        path's `mutate_host`) draws from this the same bits as the traced draw.
+
+    Example:
+    >>> describe("zeros", (3, 4))
+    ('filled', 0.0)
+    >>> kind, low, high = describe("glorot_uniform", (3, 5))
+    >>> kind, round(high, 6), low == -high
+    ('uniform', 0.866025, True)
+    """
+    init = keras.initializers.get(identifier)
+    kind = type(init)
+    # Exact types: a subclass may draw differently.
+    if kind in _VARIANCE_SCALING:
+        fan_in, fan_out = _fans(shape)
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[init.mode]
+        variance = float(init.scale) / max(1.0, fan)
+        if init.distribution == "truncated_normal":
+            return ("normal", 0.0, math.sqrt(variance) / _TRUNCATED_STDDEV, True)
+        if init.distribution == "untruncated_normal":
+            return ("normal", 0.0, math.sqrt(variance), False)
+        limit = math.sqrt(3.0 * variance)
+        return ("uniform", -limit, limit)
+    if kind is keras.initializers.RandomUniform:
+        return ("uniform", float(init.minval), float(init.maxval))
+    if kind is keras.initializers.RandomNormal:
+        return ("normal", float(init.mean), float(init.stddev), False)
+    if kind is keras.initializers.TruncatedNormal:
+        return ("normal", float(init.mean), float(init.stddev), True)
+    if kind is keras.initializers.Zeros:
+        return ("filled", 0.0)
+    if kind is keras.initializers.Ones:
+        return ("filled", 1.0)
+    if kind is keras.initializers.Constant and np.ndim(init.value) == 0:
+        return ("filled", float(init.value))
+    return None
 
 
 def of_initializer(identifier):
@@ -118,24 +149,18 @@ def of_initializer(identifier):
     >>> values.shape, bool(abs(values).max() <= 1.0)
     ((2, 4, 6), True)
     """
-    init = keras.initializers.get(identifier)
-    kind = type(init)
-    # Exact types: a subclass may draw differently.
-    if kind in _VARIANCE_SCALING:
-        return _variance_scaling(float(init.scale), init.mode, init.distribution)
-    if kind is keras.initializers.RandomUniform:
-        return _uniform(float(init.minval), float(init.maxval))
-    if kind is keras.initializers.RandomNormal:
-        return _normal(float(init.mean), float(init.stddev), False)
-    if kind is keras.initializers.TruncatedNormal:
-        return _normal(float(init.mean), float(init.stddev), True)
-    if kind is keras.initializers.Zeros:
-        return _filled(0.0)
-    if kind is keras.initializers.Ones:
-        return _filled(1.0)
-    if kind is keras.initializers.Constant and np.ndim(init.value) == 0:
-        return _filled(float(init.value))
-    return None
+    if describe(identifier, (1, 1)) is None:
+        return None
+
+    def draw(shape, dtype, keys, rows):
+        kind, *parameters = describe(identifier, shape)
+        if kind == "uniform":
+            return _uniform(*parameters)(shape, dtype, keys, rows)
+        if kind == "normal":
+            return _normal(*parameters)(shape, dtype, keys, rows)
+        return _filled(*parameters)(shape, dtype, keys, rows)
+
+    return draw
 
 
 _VARIANCE_SCALING = (

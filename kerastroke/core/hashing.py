@@ -30,6 +30,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from kerastroke.core import arrays
+
 # lowbias32, a two-round xor-shift-multiply mixer found by Chris Wellons' hash
 # prospector (public domain): shifts 16, 15, 16; multipliers below.
 _MULTIPLIER_1 = np.int32(0x7FEB352D)
@@ -356,7 +358,7 @@ def uniform(key, counters, low, high, dtype="float32"):
     u = unit(key, counters, work)
     rest = ops.subtract(np.array(1.0, work), u)  # exact: u is a multiple of 2**-24 (2**-53)
     widths = _PIECES[work]
-    low, high = ops.cast(low, work), ops.cast(high, work)
+    low, high = arrays.number(low, work), arrays.number(high, work)
     lows = _split(low, work, widths["bound"])
     highs = _split(high, work, widths["bound"])
     # Negated bounds split into the negated pieces (masks keep the sign).
