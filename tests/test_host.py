@@ -158,6 +158,17 @@ def test_pieces_whose_values_differ_on_the_host_have_no_host_form():
     assert mutators.drop_and_grow().mutate_host is None  # grows from normal(0.01)
 
 
+@given(values=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=300), data=st.data())
+def test_the_radix_selection_gives_the_kth_smallest(values, data):
+    from kerastroke.accel import loops
+
+    keys = np.array(values, dtype=np.uint32)
+    if data.draw(st.booleans()):  # many equal keys, as the zeros of a pruned tensor
+        keys[: len(keys) // 2] = keys[0]
+    k = data.draw(st.integers(1, len(keys)))
+    assert int(loops._kth(keys, k)) == int(np.sort(keys)[k - 1])
+
+
 def test_host_pieces_never_write_their_inputs():
     batch = np.linspace(-1, 1, 64, dtype=np.float32).reshape(2, 32)
     before = batch.copy()

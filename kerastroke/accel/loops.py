@@ -47,33 +47,50 @@ def _rank(k0, k1, position):
 
 
 @_jit
+def _digit(histogram, left):
+    """The digit where the counts (summed over the copies) reach `left`, and what is left."""
+    digit = 0
+    while True:
+        here = histogram[0, digit] + histogram[1, digit] + histogram[2, digit] + histogram[3, digit]
+        if here >= left:
+            return digit, left
+        left -= here
+        digit += 1
+
+
+@_jit
 def _kth(keys, k):
     """The k-th smallest of uint32 `keys` (1 <= k <= keys.size), by radix selection.
 
     Three digits (bits 21-31, 10-20, 0-9), most significant first: a
-    histogram of the digit among the keys that share the prefix found so
-    far, then the digit where the count reaches what is left of k.
-    Equal to ranking._kth: the largest t with fewer than k keys below it.
+    histogram of the top digit, then the keys with the digit where the
+    count reaches k are copied out, and the next two digits are found among
+    them the same way. Equal to ranking._kth: the largest t with fewer than
+    k keys below it. Histograms are kept in four copies, entry i counted in
+    copy i % 4: many equal keys (the zeros of a pruned tensor) would
+    otherwise wait on one another's increments of a single counter; and
+    every loop is free of branches on the keys.
     """
-    histogram = np.empty(2048, np.int64)
-    prefix = np.uint32(0)
-    fixed = np.uint32(0)
-    left = k
-    for level in range(3):
-        shift = 21 if level == 0 else (10 if level == 1 else 0)
-        digits = 2048 if level < 2 else 1024
-        histogram[:] = 0
-        for i in range(keys.size):
-            key = keys[i]
-            if key & fixed == prefix:
-                histogram[(key >> np.uint32(shift)) & np.uint32(digits - 1)] += 1
-        digit = 0
-        while histogram[digit] < left:
-            left -= histogram[digit]
-            digit += 1
-        prefix |= np.uint32(digit) << np.uint32(shift)
-        fixed |= np.uint32(digits - 1) << np.uint32(shift)
-    return prefix
+    histogram = np.zeros((4, 2048), np.int64)
+    for i in range(keys.size):
+        histogram[i & 3, keys[i] >> np.uint32(21)] += 1
+    top, left = _digit(histogram, k)
+    count = histogram[0, top] + histogram[1, top] + histogram[2, top] + histogram[3, top]
+    rest = np.empty(count + 1, np.uint32)
+    j = 0
+    for i in range(keys.size):
+        rest[j] = keys[i]
+        j += keys[i] >> np.uint32(21) == np.uint32(top)
+    histogram[:] = 0
+    for i in range(count):
+        histogram[i & 3, (rest[i] >> np.uint32(10)) & np.uint32(2047)] += 1
+    middle, left = _digit(histogram, left)
+    histogram[:] = 0
+    for i in range(count):
+        key = rest[i]
+        histogram[i & 3, key & np.uint32(1023)] += (key >> np.uint32(10)) & np.uint32(2047) == np.uint32(middle)
+    low, left = _digit(histogram, left)
+    return (np.uint32(top) << np.uint32(21)) | (np.uint32(middle) << np.uint32(10)) | np.uint32(low)
 
 
 @_jit
@@ -102,17 +119,15 @@ def choose(eligible, k, k0, k1):
         a, b = np.uint64(k0[r]), np.uint64(k1[r])
         total = 0
         for i in range(size):
-            if eligible[r, i]:
-                keys[i] = _rank(a, b, i)
-                total += 1
-            else:
-                keys[i] = _LEFT_OUT
+            chosen = eligible[r, i]
+            keys[i] = _rank(a, b, i) if chosen else _LEFT_OUT
+            total += chosen
         want = min(k[r], total)
         if want <= 0:
             continue
         threshold = _kth(keys, want)
         for i in range(size):
-            out[r, i] = eligible[r, i] and keys[i] <= threshold
+            out[r, i] = eligible[r, i] & (keys[i] <= threshold)
     return out
 
 
@@ -139,15 +154,12 @@ def smallest(bits, eligible, k, t0, t1):
         below = 0
         tied = 0
         for i in range(size):
-            if eligible[r, i]:
-                if keys[i] < threshold:
-                    below += 1
-                elif keys[i] == threshold:
-                    tied += 1
+            below += eligible[r, i] & (keys[i] < threshold)
+            tied += eligible[r, i] & (keys[i] == threshold)
         need = want - below
         if tied == need:
             for i in range(size):
-                out[r, i] = eligible[r, i] and keys[i] <= threshold
+                out[r, i] = eligible[r, i] & (keys[i] <= threshold)
             continue
         a, b = np.uint64(t0[r]), np.uint64(t1[r])
         for i in range(size):
