@@ -269,3 +269,11 @@ def test_rules_without_host_forms_take_the_compiled_path(monkeypatch):
     callback.set_model(model)
     assert callback._writer(callback._resolved()).host is False
     assert writer._on_host(callback._writer(callback._resolved()).groups) is False
+
+
+def test_apply_rules_returns_a_tensor_from_the_cpu_path_too():
+    weights = np.linspace(-1.0, 1.0, 24, dtype=np.float32).reshape(4, 6)
+    rules = Stroke(volatility_ratio=0.5, seed=0).rules
+    new, changed = writer.apply_rules(weights, rules, 0, 7)
+    assert keras.ops.is_tensor(new) and not isinstance(new, np.ndarray)
+    assert changed == 12  # round(0.5 * 24) entries redrawn

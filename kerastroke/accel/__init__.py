@@ -93,9 +93,11 @@ def host_reader(variables):
     """A function that returns the values of `variables` (one shape, float32) as one
     NumPy array (R, ...), for the CPU path, to read and never to write.
 
-    On TensorFlow one compiled read of all of them (reading variable by
-    variable costs about 0.2 ms each: 100 ms for 512 kernels), on PyTorch
-    one stack (a single variable's memory is viewed, not copied).
+    On TensorFlow each variable is read with one `ReadVariableOp` (about
+    20 us, against 0.2 ms for `variable.numpy()`), whose result NumPy views
+    without a copy; TensorFlow copies a variable's buffer before writing it
+    in place while a read of it is alive. On PyTorch the variables are
+    stacked in one op. A single variable's memory is viewed, not copied.
 
     Example:
     >>> import keras
@@ -106,12 +108,16 @@ def host_reader(variables):
     from kerastroke.core import arrays
 
     backend = keras.backend.backend()
-    if backend == "tensorflow" and len(variables) > 1:
+    if backend == "tensorflow":
         import tensorflow as tf
 
-        stacked = tf.function(lambda: tf.stack([v.value.read_value() for v in variables]), autograph=False)
-        return lambda: np.asarray(stacked())
-    if backend == "torch" and len(variables) > 1:
+        def read_one(variable):
+            value = variable.value
+            if isinstance(value, tf.Variable) and not isinstance(value, tf.distribute.DistributedValues):
+                return np.asarray(tf.raw_ops.ReadVariableOp(resource=value.handle, dtype=value.dtype))
+            return arrays.to_numpy(value)
+
+    elif backend == "torch" and len(variables) > 1:
         import torch
 
         def read():
@@ -119,7 +125,14 @@ def host_reader(variables):
                 return torch.stack([v.value for v in variables]).numpy()
 
         return read
-    return lambda: np.stack([arrays.to_numpy(v.value) for v in variables])
+    else:
+
+        def read_one(variable):
+            return arrays.to_numpy(variable.value)
+
+    if len(variables) == 1:
+        return lambda: read_one(variables[0])[None]
+    return lambda: np.stack([read_one(v) for v in variables])
 
 
 def assign(variables, values):

@@ -625,7 +625,9 @@ def apply_rules(weights, rules, step, seed, where="", rule_amounts=None):
     plan.batched = plan.compile = all(traceable(rule) for rule in plan.rules)
     plan.host = _on_host(plan.groups)
     (written,) = plan.compute(rule_amounts, lambda _: seed, seed)
-    return (original, 0) if not written.changed else (written.new, written.changed)
+    if not written.changed:
+        return original, 0
+    return arrays.tensor(written.new), written.changed  # a tensor also from the CPU path
 
 
 class _Value:
