@@ -12,9 +12,11 @@ random key per variable; it is `keras.ops` throughout, so it traces.
 be traced (a Keras initializer kerastroke does not know) has
 `mutate_batch = None`, and the engine runs it eagerly.
 
-`uniform` and `constant` also have `mutate_host(weights, mask, keys)`: the
-same values, the same bits, on a float32 NumPy batch in host memory (the
-engine's CPU path, `kerastroke.accel.host`).
+`uniform`, `constant`, `initializer` (for initializers drawn uniformly or
+filled with a constant) and `drop_and_grow` (when its `grow` has one) also
+have `mutate_host(weights, mask, keys)`: the same values, the same bits, on
+a float32 NumPy batch in host memory (the engine's CPU path,
+`kerastroke.accel.host`).
 """
 
 import math

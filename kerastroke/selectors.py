@@ -15,8 +15,8 @@ everything is `keras.ops` without data-dependent shapes, so one compiled
 call selects in every variable at once. `__call__` is `select_batch` on a
 batch of one.
 
-`random_fraction`, `value_range` and `smallest_magnitude` (without `among`)
-also have `select_host(weights, amount, keys)`: the same selection, the same
+`random_fraction`, `value_range`, `smallest_magnitude` (without `among`) and
+`drop_and_grow` also have `select_host(weights, amount, keys)`: the same selection, the same
 bits, on a float32 NumPy batch in host memory, by the Numba loops of
 `kerastroke.accel.host` (the engine's CPU path; see
 `kerastroke.engine.writer`).
