@@ -277,3 +277,27 @@ def test_apply_rules_returns_a_tensor_from_the_cpu_path_too():
     new, changed = writer.apply_rules(weights, rules, 0, 7)
     assert keras.ops.is_tensor(new) and not isinstance(new, np.ndarray)
     assert changed == 12  # round(0.5 * 24) entries redrawn
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_selections_split_over_threads_take_the_same_entries(parts, monkeypatch):
+    rng = np.random.default_rng(4)
+    batch = rng.normal(size=(5, 300)).astype(np.float32)
+    batch[:, :100] = 0.0  # ties at the threshold for the magnitudes
+    keys = _keys(5, 21)
+    expected = (
+        selectors.random_fraction().select_host(batch, 0.3, keys),
+        selectors.smallest_magnitude().select_host(batch, 0.4, keys),
+    )
+    monkeypatch.setattr(host, "_PARALLEL_FROM", 0)
+    monkeypatch.setattr(host, "_PARTS", parts)
+    host._pool.cache_clear()
+    try:
+        split = (
+            selectors.random_fraction().select_host(batch, 0.3, keys),
+            selectors.smallest_magnitude().select_host(batch, 0.4, keys),
+        )
+    finally:
+        host._pool.cache_clear()
+    for a, b in zip(split, expected):
+        np.testing.assert_array_equal(a, b)

@@ -110,10 +110,10 @@ def count(mask):
 
 
 @_jit
-def choose(eligible, k, k0, k1):
-    """picking.choose_count: the eligible entries with the min(k, eligible) smallest ranks."""
+def choose(eligible, k, k0, k1, out):
+    """picking.choose_count into `out` (all False on entry): the eligible entries
+    with the min(k, eligible) smallest ranks."""
     rows, size = eligible.shape
-    out = np.zeros((rows, size), np.bool_)
     keys = np.empty(size, np.uint32)
     for r in range(rows):
         a, b = np.uint64(k0[r]), np.uint64(k1[r])
@@ -128,15 +128,14 @@ def choose(eligible, k, k0, k1):
         threshold = _kth(keys, want)
         for i in range(size):
             out[r, i] = eligible[r, i] & (keys[i] <= threshold)
-    return out
 
 
 @_jit
-def smallest(bits, eligible, k, t0, t1):
-    """picking.smallest of float32 magnitudes: below the threshold, then the ties
-    with the smallest random ranks (ranking._select and _fewest)."""
+def smallest(bits, eligible, k, t0, t1, out):
+    """picking.smallest of float32 magnitudes into `out` (all False on entry):
+    below the threshold, then the ties with the smallest random ranks
+    (ranking._select and _fewest)."""
     rows, size = bits.shape
-    out = np.zeros((rows, size), np.bool_)
     keys = np.empty(size, np.uint32)
     ties = np.empty(size, np.uint32)
     for r in range(rows):
@@ -167,7 +166,6 @@ def smallest(bits, eligible, k, t0, t1):
         last = _kth(ties, need)
         for i in range(size):
             out[r, i] = eligible[r, i] and (keys[i] < threshold or (keys[i] == threshold and ties[i] <= last))
-    return out
 
 
 @_jit
