@@ -274,7 +274,8 @@ class _NeedsInitializer:
         """The host form (float32), for a redraw (not a combination) from an
         initializer drawn uniformly or filled; else None."""
         self._need_initializer()
-        if not self._redraws or draws.describe(self.initializer, (1, 1))[0] not in ("uniform", "filled"):
+        distribution = draws.describe(self.initializer, (1, 1))  # None for one not known here
+        if not self._redraws or distribution is None or distribution[0] not in ("uniform", "filled"):
             return None
 
         def mutate_host(weights, mask, keys):

@@ -156,6 +156,21 @@ def test_pieces_whose_values_differ_on_the_host_have_no_host_form():
     assert mutators.initializer("glorot_normal").mutate_host is None
     assert mutators.shrink_perturb(0.4, 0.1, initializer="glorot_uniform").mutate_host is None
     assert mutators.drop_and_grow().mutate_host is None  # grows from normal(0.01)
+    # An initializer whose distribution kerastroke does not know is drawn by Keras.
+    assert mutators.initializer("orthogonal").mutate_host is None
+
+
+def test_a_rule_redrawing_from_an_unknown_initializer_takes_the_compiled_path():
+    from kerastroke import PlasticityCallback, Rule, schedules
+
+    model = _model()
+    before = _weights(model)
+    rule = Rule(selectors.random_fraction(), mutators.initializer("orthogonal"), schedules.constant(0.25))
+    callback = PlasticityCallback([rule], seed=0)
+    callback.set_model(model)
+    assert callback._writer(callback._resolved()).host is False
+    assert callback.apply(0)["changed"] > 0
+    assert any(not np.array_equal(a, b) for a, b in zip(before, _weights(model)))
 
 
 @given(values=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=300), data=st.data())
