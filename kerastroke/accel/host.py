@@ -38,6 +38,7 @@ import numpy as np
 
 from kerastroke.core import hashing
 
+
 @functools.cache
 def _pool():
     """Threads for the rows of a large batch: the loops release the GIL."""
@@ -99,6 +100,16 @@ def _rows(array):
     return array.reshape(array.shape[0], -1)
 
 
+def _bits(weights):
+    """float32 weights (R, ...) as the rows of their bit patterns (R, N), uint32."""
+    return _rows(np.ascontiguousarray(weights, dtype=np.float32)).view(np.uint32)
+
+
+def _mask(mask):
+    """A bool batch (R, ...) as rows (R, N)."""
+    return _rows(np.ascontiguousarray(mask, dtype=np.bool_))
+
+
 def to_pick(amount, total):
     """`picking.to_pick` on the host: `round(amount * total)` in float64, half to even."""
     return np.round(np.float64(amount) * np.asarray(total, dtype=np.float64)).astype(np.int64)
@@ -106,7 +117,7 @@ def to_pick(amount, total):
 
 def count(mask):
     """True entries per row of a bool batch (R, ...), as int64 (R,)."""
-    return _loops().count(_rows(mask))
+    return _loops().count(_mask(mask))
 
 
 def choose(eligible, k, keys):
@@ -122,7 +133,7 @@ def choose(eligible, k, keys):
     """
     k0, k1 = _words(hashing.derive_on_host(keys, "pick"))
     k = np.asarray(k, dtype=np.int64)
-    rows = _rows(np.ascontiguousarray(eligible, dtype=np.bool_))
+    rows = _mask(eligible)
     out = _by_rows(_loops().choose, (rows, k, k0, k1), out=np.zeros(rows.shape, np.bool_))
     return out.reshape(eligible.shape)
 
@@ -137,30 +148,26 @@ def smallest(weights, eligible, k, keys):
         keys: int32 (R, 2), the piece's keys (derived with "ties" here).
     """
     t0, t1 = _words(hashing.derive_on_host(keys, "ties"))
-    bits = _rows(np.ascontiguousarray(weights, dtype=np.float32)).view(np.uint32)
-    rows = _rows(np.ascontiguousarray(eligible, dtype=np.bool_))
+    rows = _mask(eligible)
     k = np.asarray(k, dtype=np.int64)
-    out = _by_rows(_loops().smallest, (bits, rows, k, t0, t1), out=np.zeros(rows.shape, np.bool_))
+    out = _by_rows(_loops().smallest, (_bits(weights), rows, k, t0, t1), out=np.zeros(rows.shape, np.bool_))
     return out.reshape(eligible.shape)
 
 
 def finite(weights):
     """Entries of float32 `weights` that are finite (read from the bits)."""
-    bits = _rows(np.ascontiguousarray(weights, dtype=np.float32)).view(np.uint32)
-    return _loops().finite(bits).reshape(weights.shape)
+    return _loops().finite(_bits(weights)).reshape(weights.shape)
 
 
 def in_range(weights, low_key, high_key):
     """`arrays.in_range` for float32: order keys in [low_key, high_key], finite."""
-    bits = _rows(np.ascontiguousarray(weights, dtype=np.float32)).view(np.uint32)
-    return _loops().in_range(bits, np.int64(low_key), np.int64(high_key)).reshape(weights.shape)
+    return _loops().in_range(_bits(weights), np.int64(low_key), np.int64(high_key)).reshape(weights.shape)
 
 
 def fill(weights, mask, value):
     """`arrays.merge(mask, value, weights)` for float32: a new array."""
-    w = _rows(np.ascontiguousarray(weights, dtype=np.float32))
     word = np.asarray(value, dtype=np.float32).reshape(1).view(np.uint32)[0]
-    out = _loops().fill(w.view(np.uint32), _rows(np.ascontiguousarray(mask, dtype=np.bool_)), word)
+    out = _loops().fill(_bits(weights), _mask(mask), word)
     return out.view(np.float32).reshape(weights.shape)
 
 
@@ -190,30 +197,26 @@ def uniform(weights, mask, keys, low, high, clamp=None):
     lo, hi, keyed = (-np.inf, np.inf, False) if clamp is None else clamp
     w = _rows(np.ascontiguousarray(weights, dtype=np.float32))
     limits = np.array([lo, hi], dtype=np.float32)
-    out = _loops().uniform(w, _rows(np.ascontiguousarray(mask, dtype=np.bool_)), k0, k1, bounds, limits, bool(keyed))
+    out = _loops().uniform(w, _mask(mask), k0, k1, bounds, limits, bool(keyed))
     return out.reshape(weights.shape)
 
 
 def zeros(weights):
     """`arrays.is_zero` for float32: entries +0.0 or -0.0, read from the bits."""
-    bits = _rows(np.ascontiguousarray(weights, dtype=np.float32)).view(np.uint32)
-    return _loops().zeros(bits).reshape(weights.shape)
+    return _loops().zeros(_bits(weights)).reshape(weights.shape)
 
 
 def drop_and_grow(weights, mask, grow_mask, grown):
     """`mutators.DropAndGrowValues._combine` for float32: selected entries become
     0.0, those of `grow_mask` take `grown` (a grown 0.0 becomes float32's
     smallest normal), the rest keep their bits."""
-    as_bits = lambda x: _rows(np.ascontiguousarray(x, dtype=np.float32)).view(np.uint32)
-    as_mask = lambda x: _rows(np.ascontiguousarray(x, dtype=np.bool_))
-    out = _loops().drop_and_grow(as_bits(weights), as_mask(mask), as_mask(grow_mask), as_bits(grown))
+    out = _loops().drop_and_grow(_bits(weights), _mask(mask), _mask(grow_mask), _bits(grown))
     return out.view(np.float32).reshape(weights.shape)
 
 
 def introduced(mask, new, old):
     """Per row, the entries of `mask` that are finite in `old` and not in `new`."""
-    as_bits = lambda x: _rows(np.ascontiguousarray(x, dtype=np.float32)).view(np.uint32)
-    return _loops().introduced(_rows(np.ascontiguousarray(mask, dtype=np.bool_)), as_bits(new), as_bits(old))
+    return _loops().introduced(_mask(mask), _bits(new), _bits(old))
 
 
 def summary(new, original, with_masks):
@@ -225,7 +228,6 @@ def summary(new, original, with_masks):
         `_differs` counts it (a NaN that stays NaN, or a zero that changes
         sign, has not changed).
     """
-    as_bits = lambda x: _rows(np.ascontiguousarray(x, dtype=np.float32)).view(np.uint32)
-    changed, zeros, differs, zero_mask = _loops().summary(as_bits(new), as_bits(original), bool(with_masks))
+    changed, zeros, differs, zero_mask = _loops().summary(_bits(new), _bits(original), bool(with_masks))
     differs = differs.reshape(new.shape) if with_masks else None
     return changed, zeros, differs, zero_mask.reshape(new.shape)

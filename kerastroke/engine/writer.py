@@ -355,8 +355,8 @@ class Plan:
 def _host_application(groups, active, rule_amounts, seed_of, with_masks, with_keeps):
     """`_application`'s outputs computed on the host by the pieces' host forms.
 
-    The same steps in the same order, with the same keys (derived on the
-    host, as `_piece_keys` derives them), on float32 NumPy batches: read
+    The same steps in the same order, with the same keys (`_piece_words`,
+    which the compiled call gets as tensors), on float32 NumPy batches: read
     from the variables (a view of their memory where the backend allows,
     never written to), each rule's selection and new values, then the
     entries changed, the zeros and the masks holding them in one pass
@@ -364,7 +364,7 @@ def _host_application(groups, active, rule_amounts, seed_of, with_masks, with_ke
     """
     outputs = []
     for group in groups:
-        words = hashing.words_of([seed_of(variable) for variable in group.variables])
+        keys = _piece_words(hashing.words_of([seed_of(variable) for variable in group.variables]), active)
         if group.reader is None:
             group.reader = accel.host_reader(group.variables)
         original = group.reader()
@@ -375,9 +375,8 @@ def _host_application(groups, active, rule_amounts, seed_of, with_masks, with_ke
                 continue
             amount = 1.0 if state == "full" else float(rule_amounts[index])
             rule = group.rules[index]
-            rule_words = hashing.derive_on_host(words, f"rule {index}")
-            mask = rule.selector.select_host(current, amount, hashing.derive_on_host(rule_words, "select"))
-            new = rule.mutator.mutate_host(current, mask, hashing.derive_on_host(rule_words, "mutate"))
+            mask = rule.selector.select_host(current, amount, keys[f"{index} select"])
+            new = rule.mutator.mutate_host(current, mask, keys[f"{index} mutate"])
             bad.append(host.introduced(mask, new, current))
             current = new
         changed, zero_count, differs, zeros = host.summary(current, original, with_masks)
@@ -425,21 +424,22 @@ def _check_inputs(rules, active, inputs):
             )
 
 
-def _piece_keys(words, active):
-    """The keys of every active rule's pieces, `{"<rule> select": keys, "<rule> mutate": keys}`.
-
-    Derived on the host (`hashing.derive_on_host`, the same words as
-    `hashing.derive`) and passed in as inputs: traced, the derivations were
-    a large part of each compiled application's program.
-    """
+def _piece_words(words, active):
+    """The keys of every active rule's pieces as NumPy words,
+    `{"<rule> select": keys, "<rule> mutate": keys}`, derived on the host
+    (`hashing.derive_on_host`, the same words as `hashing.derive`)."""
     return {
-        f"{index} {piece}": ops.convert_to_tensor(
-            hashing.derive_on_host(hashing.derive_on_host(words, f"rule {index}"), piece)
-        )
+        f"{index} {piece}": hashing.derive_on_host(hashing.derive_on_host(words, f"rule {index}"), piece)
         for index, state in enumerate(active)
         if state != "off"
         for piece in ("select", "mutate")
     }
+
+
+def _piece_keys(words, active):
+    """`_piece_words` as tensors, the compiled application's inputs: traced,
+    the derivations were a large part of each compiled program."""
+    return {name: ops.convert_to_tensor(keys) for name, keys in _piece_words(words, active).items()}
 
 
 def _plain_seed(variable_seed, index, piece):
