@@ -16,9 +16,9 @@ call selects in every variable at once. `__call__` is `select_batch` on a
 batch of one.
 
 `random_fraction`, `value_range`, `smallest_magnitude` (without `among`) and
-`drop_and_grow` also have `select_host(weights, amount, keys)`: the same selection, the same
-bits, on a float32 NumPy batch in host memory, by the Numba loops of
-`kerastroke.accel.host` (the engine's CPU path; see
+`drop_and_grow` also have `select_host(weights, amount, keys)`: the same
+selection, the same bits, on a float32 NumPy batch in host memory, by the
+Numba loops of `kerastroke.accel.host` (the engine's CPU path; see
 `kerastroke.engine.writer`).
 """
 

@@ -230,8 +230,10 @@ def _key_of_bits(bits, width):
     return -magnitude if bits < 0 else magnitude
 
 
-def _scalar_key(value):
-    """The order key of a NumPy float scalar, as a Python int."""
+def scalar_key(value):
+    """The order key of a NumPy float scalar, as a Python int: -|x| for
+    negative values, |x| otherwise, in units of the dtype's bit pattern
+    (-0.0 and 0.0 both 0)."""
     int_dtype = np.dtype(_BITS[dtype_name(value)])
     bits = int(np.asarray(value).reshape(1).view(int_dtype)[0])
     return _key_of_bits(bits, 8 * int_dtype.itemsize)
@@ -250,7 +252,7 @@ def order_keys(x):
 def _finite(magnitude, dtype):
     # Infinity has the largest finite magnitude's bits plus one; NaNs lie above it.
     inf = np.asarray(np.inf, dtype=numpy_dtype(dtype))
-    return ops.less(magnitude, tensor(_scalar_key(inf), _BITS[dtype]))
+    return ops.less(magnitude, tensor(scalar_key(inf), _BITS[dtype]))
 
 
 def in_range(weights, low, high):
@@ -273,8 +275,8 @@ def in_range(weights, low, high):
         return ops.logical_and(inside, ops.isfinite(weights))
     int_dtype = _BITS[dtype]
     key, magnitude = order_keys(weights)
-    lo = tensor(_scalar_key(lo), int_dtype)
-    hi = tensor(_scalar_key(hi), int_dtype)
+    lo = tensor(scalar_key(lo), int_dtype)
+    hi = tensor(scalar_key(hi), int_dtype)
     inside = ops.logical_and(ops.greater_equal(key, lo), ops.less_equal(key, hi))
     return ops.logical_and(inside, _finite(magnitude, dtype))
 
@@ -291,13 +293,6 @@ def clips_floats(low, high):
     """True where `clamp(values, low, high)` clips the floats, False where it
     compares order keys (a bound that is zero or subnormal)."""
     return _flush_proof(low) and _flush_proof(high) and float(low) != 0.0 and float(high) != 0.0
-
-
-def scalar_key(value):
-    """The order key of a NumPy float scalar, as a Python int: -|x| for
-    negative values, |x| otherwise, in units of the dtype's bit pattern
-    (-0.0 and 0.0 both 0)."""
-    return _scalar_key(value)
 
 
 def clamp(values, low, high):
@@ -321,7 +316,7 @@ def clamp(values, low, high):
     int_dtype = _BITS[dtype]
     width = 8 * np.dtype(int_dtype).itemsize
     key, _ = order_keys(values)
-    key = ops.clip(key, tensor(_scalar_key(low), int_dtype), tensor(_scalar_key(high), int_dtype))
+    key = ops.clip(key, tensor(scalar_key(low), int_dtype), tensor(scalar_key(high), int_dtype))
     sign = tensor(-(2 ** (width - 1)), int_dtype)
     bits = ops.where(
         ops.less(key, tensor(0, int_dtype)), ops.bitwise_or(ops.negative(key), sign), key
