@@ -165,6 +165,19 @@ def test_derive_on_the_host_gives_the_traced_words(batch, label):
     assert np.array_equal(hashing.derive_on_host(words[0], label), on_host[0])
 
 
+def test_words_of_seeds_are_the_key_words_of_their_keys():
+    # One array for a batch of seeds: row i is key_words(seeds.key(seed i)),
+    # low word first.
+    from kerastroke.core import seeds
+
+    batch = [0, 7, 2**31 - 2]
+    expected = np.stack([hashing.key_words(seeds.key(seed)) for seed in batch])
+    words = hashing.words_of(batch)
+    assert words.dtype == np.int32 and words.shape == (3, 2)
+    assert np.array_equal(words, expected)
+    assert hashing.words_of([]).shape == (0, 2)
+
+
 def test_derive_on_the_host_rejects_keys_without_two_words():
     with pytest.raises(ValueError, match=r"shape \(\.\.\., 2\)"):
         hashing.derive_on_host(np.zeros((3, 3), np.int32), "x")

@@ -194,15 +194,23 @@ def derive(key, label):
     return ops.stack([a, b], axis=-1)
 
 
+# `mix` on the host: uint32 words held in uint64, so that products never
+# overflow (no NumPy overflow warnings to silence) and are masked back.
+_LOW_32 = np.uint64(0xFFFFFFFF)
+_HOST_MULTIPLIERS = (np.uint64(_MULTIPLIER_1.view(np.uint32)), np.uint64(_MULTIPLIER_2.view(np.uint32)))
+_HOST_SHIFTS = (np.uint64(16), np.uint64(15))
+
+
 def _mix_on_host(x):
-    """`mix` of uint32 NumPy words, in NumPy (wrapping uint32 arithmetic)."""
-    x = np.array(x, dtype=np.uint32)
-    with np.errstate(over="ignore"):
-        x ^= x >> np.uint32(16)
-        x *= _MULTIPLIER_1.view(np.uint32)
-        x ^= x >> np.uint32(15)
-        x *= _MULTIPLIER_2.view(np.uint32)
-        x ^= x >> np.uint32(16)
+    """`mix` of words in [0, 2**32) held in a uint64 NumPy array, in place."""
+    (m1, m2), (s16, s15) = _HOST_MULTIPLIERS, _HOST_SHIFTS
+    x ^= x >> s16
+    x *= m1
+    x &= _LOW_32
+    x ^= x >> s15
+    x *= m2
+    x &= _LOW_32
+    x ^= x >> s16
     return x
 
 
@@ -227,16 +235,22 @@ def derive_on_host(key, label):
     >>> bool((derive_on_host(key, "select") == keras.ops.convert_to_numpy(derive(key, "select"))).all())
     True
     """
-    l0, l1 = _label_words(label).view(np.uint32)
+    l0, l1 = (np.uint64(word) for word in _label_words(label).view(np.uint32))
     key = np.asarray(key, dtype=np.int32)
     if key.ndim == 0 or key.shape[-1] != 2:
         raise ValueError(f"`key` must have shape (..., 2). Received: shape={key.shape}")
-    words = key.view(np.uint32)
-    with np.errstate(over="ignore"):
-        a = _mix_on_host(words[..., 0] ^ l0)
-        b = _mix_on_host((words[..., 1] ^ l1) + a)
-        a = _mix_on_host(a + b)
-    return np.stack([a, b], axis=-1).view(np.int32)
+    words = key.reshape(-1, 2).view(np.uint32).astype(np.uint64)
+    a = _mix_on_host(words[:, 0] ^ l0)
+    b = words[:, 1] ^ l1
+    b += a
+    b &= _LOW_32
+    _mix_on_host(b)
+    a += b
+    a &= _LOW_32
+    _mix_on_host(a)
+    out = np.empty(words.shape, np.uint32)
+    out[:, 0], out[:, 1] = a, b
+    return out.view(np.int32).reshape(key.shape)
 
 
 def _has_float64():
@@ -410,6 +424,6 @@ def words_of(seeds_):
     """
     from kerastroke.core import seeds
 
-    if not len(seeds_):
-        return np.zeros((0, 2), np.int32)
-    return np.stack([key_words(seeds.key(seed)) for seed in seeds_])
+    # Each 64-bit key as its low and high words: little-endian uint64 viewed as int32 pairs.
+    keys = np.array([seeds.key(seed) for seed in seeds_], dtype="<u8")
+    return keys.view("<i4").astype(np.int32).reshape(-1, 2)

@@ -301,8 +301,10 @@ class Plan:
             return []
         active = tuple("off" if not a else "full" if a == 1.0 else "part" for a in rule_amounts)
         _check_inputs(self.rules, active, inputs)
+        group_seeds = [[seed_of(variable) for variable in group.variables] for group in self.groups]
+        group_words = _group_words(group_seeds, active)
         if self.host:
-            outputs = _host_application(self.groups, active, rule_amounts, seed_of, with_masks, with_keeps)
+            outputs = _host_application(self.groups, active, rule_amounts, group_words, with_masks, with_keeps)
             return self._writes(outputs)
         names = tuple(sorted(next(iter(inputs.values())))) if inputs else ()
         variant = (active, with_masks, with_keeps, names)
@@ -310,12 +312,11 @@ class Plan:
         if function is None:
             function = _function(self.groups, variant, self.batched, self.compile)
             self._functions[variant] = function
-        group_seeds = [[seed_of(variable) for variable in group.variables] for group in self.groups]
         values = [[variable.value for variable in group.variables] for group in self.groups]
-        keys = [_piece_keys(hashing.words_of(group), active) for group in group_seeds]
+        keys = [_tensors(words) for words in group_words]
         amounts_in = np.asarray([float(a) for a in rule_amounts], dtype=picking.wide_float())
         extras = [{name: [inputs[id(v)][name] for v in group.variables] for name in names} for group in self.groups]
-        global_keys = _piece_keys(hashing.words_of([seeds.derive(seed, "global")]), active)
+        global_keys = _tensors(_piece_words(hashing.words_of([seeds.derive(seed, "global")]), active))
         arguments = (values, keys, amounts_in, global_keys, extras)
         if self.batched:
             outputs = function(*arguments)
@@ -352,10 +353,10 @@ class Plan:
         return writes
 
 
-def _host_application(groups, active, rule_amounts, seed_of, with_masks, with_keeps):
+def _host_application(groups, active, rule_amounts, group_words, with_masks, with_keeps):
     """`_application`'s outputs computed on the host by the pieces' host forms.
 
-    The same steps in the same order, with the same keys (`_piece_words`,
+    The same steps in the same order, with the same keys (`group_words`,
     which the compiled call gets as tensors), on float32 NumPy batches: read
     from the variables (a view of their memory where the backend allows,
     never written to), each rule's selection and new values, then the
@@ -363,8 +364,7 @@ def _host_application(groups, active, rule_amounts, seed_of, with_masks, with_ke
     (`accel.host.summary`).
     """
     outputs = []
-    for group in groups:
-        keys = _piece_words(hashing.words_of([seed_of(variable) for variable in group.variables]), active)
+    for group, keys in zip(groups, group_words):
         if group.reader is None:
             group.reader = accel.host_reader(group.variables)
         original = group.reader()
@@ -436,10 +436,18 @@ def _piece_words(words, active):
     }
 
 
-def _piece_keys(words, active):
-    """`_piece_words` as tensors, the compiled application's inputs: traced,
-    the derivations were a large part of each compiled program."""
-    return {name: ops.convert_to_tensor(keys) for name, keys in _piece_words(words, active).items()}
+def _group_words(group_seeds, active):
+    """`_piece_words` of each group's variable seeds, derived for all groups at
+    once (a derivation costs the same for one variable as for hundreds)."""
+    derived = _piece_words(hashing.words_of([s for seeds_ in group_seeds for s in seeds_]), active)
+    bounds = np.cumsum([0] + [len(seeds_) for seeds_ in group_seeds]).tolist()
+    return [{name: keys[start:stop] for name, keys in derived.items()} for start, stop in zip(bounds, bounds[1:])]
+
+
+def _tensors(words):
+    """Piece keys as tensors, the compiled application's inputs: traced, the
+    derivations were a large part of each compiled program."""
+    return {name: ops.convert_to_tensor(keys) for name, keys in words.items()}
 
 
 def _plain_seed(variable_seed, index, piece):
