@@ -64,6 +64,35 @@ def test_assign_takes_keras_path_for_a_value_of_another_dtype():
     assert keras.backend.standardize_dtype(variable.dtype) == "float32"
 
 
+@pytest.mark.parametrize("count", [3, 70], ids=["op-by-op", "one-graph-call"])
+def test_assign_and_host_reader_give_each_variable_its_own_row(count):
+    # Many variables of one shape are read and written in one call on
+    # TensorFlow (from accel._GRAPH_READS_FROM / _GRAPH_WRITES_FROM); each row
+    # still goes to its own variable, in order, and nothing else is written.
+    assert count > max(accel._GRAPH_READS_FROM, accel._GRAPH_WRITES_FROM) or count < min(
+        accel._GRAPH_READS_FROM, accel._GRAPH_WRITES_FROM
+    )
+    variables = [keras.Variable(np.full((2, 3), -1.0, "float32")) for _ in range(count)]
+    other_shape = keras.Variable(np.zeros((4,), "float32"))
+    untouched = keras.Variable(np.full((2, 3), 7.0, "float32"))
+    values = np.arange(count * 6, dtype="float32").reshape(count, 2, 3)
+    halves = count // 2
+    # NumPy rows for the first half, tensors for the rest, one variable of another shape.
+    accel.assign(
+        variables[:halves] + [other_shape] + variables[halves:],
+        list(values[:halves]) + [np.ones((4,), "float32")] + [keras.ops.convert_to_tensor(v) for v in values[halves:]],
+    )
+    for index, variable in enumerate(variables):
+        assert numpy(variable).tolist() == values[index].tolist()
+    assert numpy(other_shape).tolist() == [1.0] * 4
+    assert numpy(untouched).tolist() == [[7.0] * 3] * 2
+
+    read = accel.host_reader(variables)
+    assert np.array_equal(read(), values)
+    accel.assign(variables, list(values + 1.0))
+    assert np.array_equal(read(), values + 1.0)  # a reader reads the current values each call
+
+
 @pytest.mark.parametrize("width", [32, 5, 4])
 def test_kth_smallest_is_the_sorted_rows_kth_entry_or_none_on_tensorflow(width):
     # Over fewer bits, the values lie in [0, 2**width), apart from entries
