@@ -16,6 +16,7 @@ list an optimizer builds (`add_optimizer_variables`: Adam's `_momentums` and
 from keras import ops
 
 from kerastroke import accel
+from kerastroke.core import arrays
 
 # Per-variable lists that are not per-entry state of the update.
 _NOT_SLOTS = ("_trainable_variables", "_model_variables_moving_average")
@@ -46,7 +47,7 @@ def _index(optimizer, variable):
 
 def _own(owned, candidate, variable):
     """True if `candidate` is one of `owned` (ids of optimizer variables), shaped like `variable`."""
-    return id(candidate) in owned and tuple(candidate.shape) == tuple(variable.shape)
+    return id(candidate) in owned and arrays.shape(candidate) == arrays.shape(variable)
 
 
 def slots(optimizer, variable):
