@@ -16,15 +16,18 @@ def numpy(x):
 
 
 @pytest.mark.parametrize("stacked_below", [1 << 16, 1], ids=["small-stacked", "each-alone"])
-def test_where_each_keeps_order_across_shapes_and_dtypes(monkeypatch, stacked_below):
-    # Tensors of one shape and dtype are stacked unless large; results are the same.
+@pytest.mark.parametrize("copies", [1, 9], ids=["few", "one-graph-write"])
+def test_assign_where_keeps_order_across_shapes_and_dtypes(monkeypatch, stacked_below, copies):
+    # Variables of one shape and dtype are stacked unless large (and on
+    # TensorFlow, from accel._GRAPH_WRITES_FROM of them, written from the
+    # stack in one call); each still gets its own result, in order.
     monkeypatch.setattr(accel, "_STACKED_BELOW", stacked_below)
     olds = [
-        keras.ops.convert_to_tensor(np.array([1.0, 2.0, 3.0], "float32")),
-        keras.ops.convert_to_tensor(np.array([[4.0, 5.0], [6.0, 7.0]], "float32")),
-        keras.ops.convert_to_tensor(np.array([8.0, 9.0, 10.0], "float32")),
-        keras.ops.convert_to_tensor(np.array([1, 2], "int32")),
-        keras.ops.convert_to_tensor(np.array([11.0, 12.0, 13.0], "float32")),
+        np.array([1.0, 2.0, 3.0], "float32"),
+        np.array([[4.0, 5.0], [6.0, 7.0]], "float32"),
+        np.array([8.0, 9.0, 10.0], "float32"),
+        np.array([1, 2], "int32"),
+        np.array([11.0, 12.0, 13.0], "float32"),
     ]
     masks = [
         np.array([True, False, True]),
@@ -34,18 +37,16 @@ def test_where_each_keeps_order_across_shapes_and_dtypes(monkeypatch, stacked_be
         np.array([False, True, False]),
     ]
     news = [None, keras.ops.full((2, 2), -1.0), keras.ops.full((3,), 0.5), None, None]
+    expected = [[0.0, 2.0, 0.0], [[4.0, -1.0], [-1.0, 7.0]], [8.0, 9.0, 0.5], [0, 2], [11.0, 0.0, 13.0]]
+    targets = [keras.Variable(old, trainable=False) for _ in range(copies) for old in olds]
+    untouched = keras.Variable(np.array([1.0, 2.0, 3.0], "float32"))
 
-    results = accel.where_each(masks, news, olds)
+    accel.assign_where(targets, masks * copies, news * copies)
 
-    assert [numpy(r).tolist() for r in results] == [
-        [0.0, 2.0, 0.0],
-        [[4.0, -1.0], [-1.0, 7.0]],
-        [8.0, 9.0, 0.5],
-        [0, 2],
-        [11.0, 0.0, 13.0],
-    ]
-    assert [keras.backend.standardize_dtype(r.dtype) for r in results] == ["float32"] * 3 + ["int32", "float32"]
-    assert numpy(olds[0]).tolist() == [1.0, 2.0, 3.0]  # inputs untouched
+    assert [numpy(t).tolist() for t in targets] == expected * copies
+    assert [keras.backend.standardize_dtype(t.dtype) for t in targets] == (["float32"] * 3 + ["int32", "float32"]) * copies
+    assert numpy(untouched).tolist() == [1.0, 2.0, 3.0]
+    assert olds[0].tolist() == [1.0, 2.0, 3.0]  # inputs untouched
 
 
 def test_rows_gives_each_row_as_its_own_tensor():

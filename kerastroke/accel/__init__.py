@@ -32,7 +32,7 @@ The selections' primitives take the backend's fastest form where that pays:
 Each gives exactly what the `keras.ops` form gives; only the time differs.
 So do the writer's other backend-aware steps here: `assign` (the new
 values into the variables), `rows` (a group's stacked result split per
-variable), `where_each` (optimizer state reset under many masks) and
+variable), `assign_where` (optimizer state reset under many masks) and
 `staged` (a pure selection compiled once when called eagerly).
 """
 
@@ -121,8 +121,7 @@ def host_reader(variables):
 
         if len(variables) >= _GRAPH_READS_FROM and all(_plain_tf_variable(v.value) for v in variables):
             targets = [variable.value for variable in variables]
-            graph = _tf_graph("read", targets)
-            return lambda: np.asarray(graph(targets))
+            return lambda: _tf_read(targets, numpy=True)
 
     elif backend == "torch" and len(variables) > 1:
         import torch
@@ -192,7 +191,7 @@ def _tf_assign(variables, values):
         targets, news = [target for target, _ in pairs], [value for _, value in pairs]
         if len(pairs) >= _GRAPH_WRITES_FROM:
             stacked = np.stack(news) if all(isinstance(v, np.ndarray) for v in news) else tf.stack(news)
-            _tf_graph("assign", targets)(targets, tf.convert_to_tensor(stacked))
+            _tf_write(targets, tf.convert_to_tensor(stacked))
             continue
         for target, value in pairs:
             tf.raw_ops.AssignVariableOp(resource=target.handle, value=tf.convert_to_tensor(value))
@@ -222,12 +221,51 @@ def _same_layout(value, variable, target):
 # 0.67 ms; 64 variables, read 0.65 against 2.2 ms, write 1.3 against 5.1 ms.
 _GRAPH_READS_FROM = 8
 _GRAPH_WRITES_FROM = 8
+# At most this many variables per graph call: a graph of 512 reads or writes
+# took 0.5 s to trace, one of 64 about 0.07 s, and the chunks of a larger
+# group share one trace.
+_GRAPH_CHUNK = 64
 _TF_GRAPHS = {}
+
+
+def _chunks(items):
+    return [items[start:start + _GRAPH_CHUNK] for start in range(0, len(items), _GRAPH_CHUNK)]
+
+
+def _tf_read(targets, numpy=False):
+    """The values of `tf.Variable`s of one shape and dtype, stacked: a tensor,
+    or with `numpy` a NumPy array (viewing the tensor where there is one chunk)."""
+    import tensorflow as tf
+
+    parts = []
+    for chunk in _chunks(targets):
+        if len(chunk) >= _GRAPH_READS_FROM:
+            parts.append(_tf_graph("read", chunk)(chunk))
+        else:
+            parts.append(tf.stack([tf.raw_ops.ReadVariableOp(resource=t.handle, dtype=t.dtype) for t in chunk]))
+    if numpy:
+        return np.asarray(parts[0]) if len(parts) == 1 else np.concatenate([np.asarray(p) for p in parts])
+    return parts[0] if len(parts) == 1 else tf.concat(parts, 0)
+
+
+def _tf_write(targets, stacked):
+    """Assigns row i of tensor `stacked` to `tf.Variable` `targets[i]`."""
+    import tensorflow as tf
+
+    start = 0
+    for chunk in _chunks(targets):
+        if len(chunk) >= _GRAPH_WRITES_FROM:
+            _tf_graph("assign", chunk)(chunk, stacked, tf.constant(start, tf.int32))
+        else:
+            for offset, target in enumerate(chunk):
+                tf.raw_ops.AssignVariableOp(resource=target.handle, value=stacked[start + offset])
+        start += len(chunk)
 
 
 def _tf_graph(kind, targets):
     """A TensorFlow graph function that reads ("read": one stacked tensor) or
-    assigns ("assign": the rows of a stacked tensor) `tf.Variable`s like `targets`.
+    assigns ("assign": rows `start` to `start + len(variables)` of a stacked
+    tensor) `tf.Variable`s like `targets`.
 
     The variables are arguments, not captured: the function holds none of
     them alive and serves any variables of that count, shape and dtype.
@@ -244,15 +282,18 @@ def _tf_graph(kind, targets):
         def read(variables):
             return tf.stack([tf.raw_ops.ReadVariableOp(resource=v.handle, dtype=v.dtype) for v in variables])
 
-        def write(variables, stacked):
-            for variable, row in zip(variables, tf.unstack(stacked, num=len(variables))):
+        def write(variables, stacked, start):
+            rows = tf.slice(stacked, tf.concat([[start], tf.zeros([len(first.shape)], tf.int32)], 0),
+                            [len(variables)] + [-1] * len(first.shape))
+            for variable, row in zip(variables, tf.unstack(rows, num=len(variables))):
                 tf.raw_ops.AssignVariableOp(resource=variable.handle, value=row)
 
         if kind == "read":
             graph = tf.function(read, autograph=False).get_concrete_function(list(targets))
         else:
-            spec = tf.TensorSpec((len(targets),) + tuple(first.shape), first.dtype)
-            graph = tf.function(write, autograph=False).get_concrete_function(list(targets), spec)
+            spec = tf.TensorSpec((None,) + tuple(first.shape), first.dtype)
+            start = tf.TensorSpec((), tf.int32)
+            graph = tf.function(write, autograph=False).get_concrete_function(list(targets), spec, start)
         _TF_GRAPHS[key] = graph
     return _TF_GRAPHS[key]
 
@@ -304,56 +345,70 @@ def rows(stacked):
     return keras.ops.unstack(stacked)
 
 
-def where_each(masks, news, olds):
-    """`where(mask, new, old)` for each triple, all computed before any is used.
+def assign_where(targets, masks, news):
+    """Assigns `where(mask, new, target)` to each target variable; every value
+    is computed before the first is assigned.
+
+    On JAX each value is one compiled call (compiled once per shape;
+    stacking hundreds of tensors compiled for seconds). Elsewhere small
+    variables of one shape and dtype are stacked and go through one
+    `where`, since an eager TensorFlow op costs about 0.1 ms however small
+    (SET on 512 kernels resets 1024 Adam moments), and on TensorFlow the
+    stacked result is written as it is (`_tf_write`); large ones (from
+    `_STACKED_BELOW` entries) go one by one, as stacking them would only
+    copy them twice more.
 
     Args:
-        masks: Bool tensors.
-        news: Tensors of each old value's shape and dtype, or None for zero.
-        olds: Tensors.
-
-    Returns:
-        The list of results. On JAX each is one compiled call (compiled once
-        per shape; stacking hundreds of tensors compiled for seconds).
-        Elsewhere small tensors of one shape and dtype are stacked and go
-        through one `where`, since an eager TensorFlow op costs about 0.1 ms
-        however small (SET on 512 kernels resets 1024 Adam moments); large
-        ones (from `_STACKED_BELOW` entries) go one by one, as stacking
-        them would only copy them twice more.
+        targets: Keras variables.
+        masks: Bool tensors or arrays, one per target, of its shape.
+        news: Tensors of each target's shape and dtype, or None for zero.
 
     Example:
     >>> import numpy as np
-    >>> out = where_each([np.array([True, False])], [None], [keras.ops.ones((2,))])
-    >>> keras.ops.convert_to_numpy(out[0]).tolist()
+    >>> variable = keras.Variable([1.0, 1.0])
+    >>> assign_where([variable], [np.array([True, False])], [None])
+    >>> keras.ops.convert_to_numpy(variable).tolist()
     [0.0, 1.0]
     """
+    from kerastroke.core import arrays
+
     ops = keras.ops
     if keras.backend.backend() == "jax":
         where, zeroed = _jax_compiled("where"), _jax_compiled("zeroed")
-        return [
-            zeroed(mask, old) if new is None else where(mask, new, old) for mask, new, old in zip(masks, news, olds)
+        values = [
+            zeroed(mask, target.value) if new is None else where(mask, new, target.value)
+            for target, mask, new in zip(targets, masks, news)
         ]
+        assign(targets, values)
+        return
+    olds = [target.value for target in targets]  # (Keras's `value` costs about 5 us a call)
     groups = {}
-    for position, (new, old) in enumerate(zip(news, olds)):
-        size = math.prod(tuple(old.shape))
-        alone = position if size >= _STACKED_BELOW else None
-        groups.setdefault((tuple(old.shape), str(old.dtype), new is None, alone), []).append(position)
-    results = [None] * len(olds)
+    for position, (new, target) in enumerate(zip(news, targets)):
+        shape = arrays.shape(target)
+        alone = position if math.prod(shape) >= _STACKED_BELOW else None
+        groups.setdefault((shape, str(target.dtype), new is None, alone), []).append(position)
+    computed = []  # (positions, stacked values or None, values one by one or None)
     for (_, _, zero, _), positions in groups.items():
-        dtype = olds[positions[0]].dtype
+        dtype = targets[positions[0]].dtype
         if len(positions) == 1:
             (p,) = positions
             new = ops.zeros((), dtype) if zero else news[p]
-            results[p] = ops.where(ops.convert_to_tensor(masks[p], "bool"), new, olds[p])
+            computed.append((positions, None, [ops.where(ops.convert_to_tensor(masks[p], "bool"), new, olds[p])]))
             continue
         stacked = ops.where(
             _stacked_masks([masks[p] for p in positions]),
             ops.zeros((), dtype) if zero else ops.stack([news[p] for p in positions]),
             _stacked_values([olds[p] for p in positions]),
         )
-        for position, row in zip(positions, rows(stacked)):
-            results[position] = row
-    return results
+        computed.append((positions, stacked, None))
+    for positions, stacked, values in computed:
+        if stacked is not None and keras.backend.backend() == "tensorflow":
+            resources = [olds[p] for p in positions]
+            if all(_plain_tf_variable(resource) for resource in resources):
+                _tf_write(resources, stacked)
+                continue
+        group = [targets[p] for p in positions]
+        assign(group, values if stacked is None else rows(stacked))
 
 
 def _stacked_masks(masks):
@@ -371,7 +426,7 @@ def _stacked_values(values):
         and len(values) >= _GRAPH_READS_FROM
         and all(_plain_tf_variable(value) for value in values)
     ):
-        return _tf_graph("read", values)(values)
+        return _tf_read(values)
     return keras.ops.stack(values)
 
 

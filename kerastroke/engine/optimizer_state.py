@@ -142,10 +142,9 @@ def follow_averages(optimizer, variables, masks):
 def _write_where(targets):
     """Writes `source` (a variable's value, or zero where None) into each
     `(target, mask, source)` target under its mask; all at once."""
-    values = accel.where_each(
+    accel.assign_where(
+        [target for target, _, _ in targets],
         [mask for _, mask, _ in targets],
         [None if source is None else ops.cast(source.value, target.dtype) for target, _, source in targets],
-        [target.value for target, _, _ in targets],
     )
-    accel.assign([target for target, _, _ in targets], values)
     return len(targets)
