@@ -231,7 +231,7 @@ _PRESETS = [
 
 @pytest.mark.parametrize("make", _PRESETS, ids=["stroke", "stroke-value", "pruning", "neuroplast", "magnitude", "set"])
 def test_an_application_on_the_cpu_path_writes_what_the_compiled_path_writes(make, monkeypatch):
-    monkeypatch.setattr(accel, "HOST_BACKENDS", (keras.backend.backend(),))
+    monkeypatch.setattr(accel, "HOST_BACKENDS", {keras.backend.backend(): "every"})
     model = _model()
     start = [v.numpy() if hasattr(v, "numpy") else keras.ops.convert_to_numpy(v) for v in model.weights]
 
@@ -258,16 +258,23 @@ def test_an_application_on_the_cpu_path_writes_what_the_compiled_path_writes(mak
         np.testing.assert_array_equal(a, b)
 
 
-def test_the_cpu_path_is_taken_on_tensorflow_and_pytorch_only_by_default():
-    model = _model()
-    callback = Stroke(seed=0)
-    callback.set_model(model)
-    plan = callback._writer(callback._resolved())
-    assert plan.host is (keras.backend.backend() in ("tensorflow", "torch"))
+@pytest.mark.parametrize("make, ranking", [(lambda: Stroke(seed=0), True), (lambda: Pruning(seed=0), False)],
+                         ids=["stroke-selects-a-part", "pruning-selects-whole-ranges"])
+def test_which_applications_take_the_cpu_path_by_default(make, ranking, monkeypatch):
+    # TensorFlow and PyTorch: every application; JAX: those with a rule that
+    # selects a part (an exact count by rank), which XLA compiles slowly.
+    calls = []
+    original = writer._host_application
+    monkeypatch.setattr(writer, "_host_application", lambda *args: calls.append(args) or original(*args))
+    callback = make()
+    callback.set_model(_model())
+    callback.apply(0)
+    backend = keras.backend.backend()
+    assert bool(calls) is (backend in ("tensorflow", "torch") or (backend == "jax" and ranking))
 
 
 def test_rules_without_host_forms_take_the_compiled_path(monkeypatch):
-    monkeypatch.setattr(accel, "HOST_BACKENDS", (keras.backend.backend(),))
+    monkeypatch.setattr(accel, "HOST_BACKENDS", {keras.backend.backend(): "every"})
     model = _model()
     from kerastroke import PlasticityCallback, Rule, schedules
 

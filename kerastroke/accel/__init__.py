@@ -58,17 +58,23 @@ def compile(function):
 
 
 # The backends whose applications take the CPU path where they can (see
-# `host_path`). Measured per application on this project's benchmark models.
-HOST_BACKENDS = ("tensorflow", "torch")
+# `host_path`), and which of their applications (`host_takes`): "every" one,
+# or only those "ranking" entries, where some rule selects a part (an
+# exact count by rank: its compiled form is a loop of counting passes, which
+# XLA compiled for 1 to 8 s per model, against under 0.5 s for the CPU
+# path, which also ran as fast or faster on most models). Measured per
+# application on this project's benchmark models.
+HOST_BACKENDS = {"tensorflow": "every", "torch": "every", "jax": "ranking"}
 
 
 def host_path(variables):
-    """True if an application to `variables` runs on the CPU path (`kerastroke.accel.host`).
+    """True if applications to `variables` can take the CPU path (`kerastroke.accel.host`).
 
     That is: Numba imports, the backend is one of `HOST_BACKENDS` (where each
     compiled op is a pass over memory of its own, and the loops' one pass
     per step is faster), and every variable lives in host memory, so the
-    loops read it without a transfer.
+    loops read it without a transfer. Which applications take it is
+    `host_takes`.
 
     Example:
     >>> import keras
@@ -86,7 +92,21 @@ def host_path(variables):
             return False
         if backend == "tensorflow" and "CPU" not in value.device.upper():
             return False
+        if backend == "jax" and any(device.platform != "cpu" for device in value.devices()):
+            return False
     return True
+
+
+def host_takes(ranking):
+    """True if the current backend's CPU path takes an application, given
+    whether some rule of it selects a part (`ranking`; see `HOST_BACKENDS`).
+
+    Example:
+    >>> host_takes(ranking=True) is (keras.backend.backend() in HOST_BACKENDS)
+    True
+    """
+    policy = HOST_BACKENDS.get(keras.backend.backend())
+    return policy == "every" or (policy == "ranking" and ranking)
 
 
 def host_reader(variables):
@@ -170,8 +190,48 @@ def assign(variables, values):
         variables, values = _tf_assign(variables, values)
     elif backend == "torch":
         variables, values = _torch_assign(variables, values)
+    elif backend == "jax":
+        variables, values = _jax_assign(variables, values)
     for variable, value in zip(variables, values):
         variable.assign(value)
+
+
+def _jax_assign(variables, values):
+    """`assign` on JAX: NumPy values of one shape and dtype (from the CPU
+    path) go to the device stacked, in one transfer, and are split there
+    (`rows`): one transfer per array cost about 35 us each (512 kernels,
+    50 ms through Keras's `assign`, 10 ms stacked). Returns the variables
+    and values left for Keras's `assign`."""
+    import jax
+
+    batches, rest = {}, ([], [])
+    for variable, value in zip(variables, values):
+        if isinstance(value, np.ndarray) and value.dtype == _numpy_dtype(variable) and value.shape == _shape(variable):
+            batches.setdefault((value.shape, value.dtype), []).append((variable, value))
+        else:
+            rest[0].append(variable)
+            rest[1].append(value)
+    for pairs in batches.values():
+        if len(pairs) < _STACKED_TRANSFERS_FROM:
+            rest[0].extend(variable for variable, _ in pairs)
+            rest[1].extend(value for _, value in pairs)
+            continue
+        stacked = jax.device_put(np.stack([value for _, value in pairs]))
+        for (variable, _), row in zip(pairs, rows(stacked)):
+            variable.assign(row)
+    return rest
+
+
+def _shape(variable):
+    from kerastroke.core import arrays
+
+    return arrays.shape(variable)
+
+
+def _numpy_dtype(variable):
+    from kerastroke.core import arrays
+
+    return np.dtype(arrays.numpy_dtype(arrays.dtype_name(variable)))
 
 
 def _tf_assign(variables, values):
@@ -221,6 +281,8 @@ def _same_layout(value, variable, target):
 # 0.67 ms; 64 variables, read 0.65 against 2.2 ms, write 1.3 against 5.1 ms.
 _GRAPH_READS_FROM = 8
 _GRAPH_WRITES_FROM = 8
+# From how many NumPy values of one shape JAX's `assign` transfers them stacked.
+_STACKED_TRANSFERS_FROM = 8
 # At most this many variables per graph call: a graph of 512 reads or writes
 # took 0.5 s to trace, one of 64 about 0.07 s, and the chunks of a larger
 # group share one trace.

@@ -17,10 +17,12 @@ An application runs every rule on every targeted variable in three steps:
    `mutate_batch`), and otherwise runs eagerly, calling plain pieces
    variable by variable. Where the weights are float32 in host memory on a
    backend whose compiled ops each take a pass over memory (TensorFlow and
-   PyTorch on the CPU), and every piece has its host form (`select_host` /
-   `mutate_host`, the same values on NumPy batches), the same steps run on
-   NumPy arrays through `kerastroke.accel.host`'s loops instead
-   (`accel.host_path`); the bits are the same either way.
+   PyTorch on the CPU; on JAX, for applications with a rule that selects
+   a part, whose compiled form is slow to compile), and every piece has
+   its host form (`select_host` / `mutate_host`, the same values on NumPy
+   batches), the same steps run on NumPy arrays through
+   `kerastroke.accel.host`'s loops instead (`accel.host_path`,
+   `accel.host_takes`); the bits are the same either way.
 3. `commit` assigns every new value, once all of them exist: a piece that
    fails, or a mutator that makes a selected entry NaN or infinite, leaves
    the model as it was. Optimizer state that follows the written entries
@@ -303,7 +305,7 @@ class Plan:
         _check_inputs(self.rules, active, inputs)
         group_seeds = [[seed_of(variable) for variable in group.variables] for group in self.groups]
         group_words = _group_words(group_seeds, active)
-        if self.host:
+        if self.host and accel.host_takes(ranking="part" in active):
             outputs = _host_application(self.groups, active, rule_amounts, group_words, with_masks, with_keeps)
             return self._writes(outputs)
         names = tuple(sorted(next(iter(inputs.values())))) if inputs else ()
