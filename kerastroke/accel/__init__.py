@@ -42,6 +42,8 @@ import math
 import keras
 import numpy as np
 
+from kerastroke.core import arrays
+
 
 def compile(function):
     """`function` compiled for the current backend, or run eagerly where that is faster."""
@@ -127,8 +129,6 @@ def host_reader(variables):
     >>> read().tolist()
     [[1.0, 2.0], [3.0, 4.0]]
     """
-    from kerastroke.core import arrays
-
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -206,7 +206,11 @@ def _jax_assign(variables, values):
 
     batches, rest = {}, ([], [])
     for variable, value in zip(variables, values):
-        if isinstance(value, np.ndarray) and value.dtype == _numpy_dtype(variable) and value.shape == _shape(variable):
+        if (
+            isinstance(value, np.ndarray)
+            and value.dtype == arrays.numpy_dtype(arrays.dtype_name(variable))
+            and value.shape == arrays.shape(variable)
+        ):
             batches.setdefault((value.shape, value.dtype), []).append((variable, value))
         else:
             rest[0].append(variable)
@@ -220,18 +224,6 @@ def _jax_assign(variables, values):
         for (variable, _), row in zip(pairs, rows(stacked)):
             variable.assign(row)
     return rest
-
-
-def _shape(variable):
-    from kerastroke.core import arrays
-
-    return arrays.shape(variable)
-
-
-def _numpy_dtype(variable):
-    from kerastroke.core import arrays
-
-    return np.dtype(arrays.numpy_dtype(arrays.dtype_name(variable)))
 
 
 def _tf_assign(variables, values):
@@ -268,8 +260,6 @@ def _plain_tf_variable(value):
 def _same_layout(value, variable, target):
     """`value` (NumPy or a tensor) has the shape and dtype of `variable`, whose
     `tf.Variable` is `target`."""
-    from kerastroke.core import arrays
-
     if isinstance(value, np.ndarray):
         return value.dtype == target.dtype.as_numpy_dtype and value.shape == arrays.shape(variable)
     return getattr(value, "dtype", None) == target.dtype and getattr(value, "shape", None) == target.shape
@@ -432,8 +422,6 @@ def assign_where(targets, masks, news):
     >>> keras.ops.convert_to_numpy(variable).tolist()
     [0.0, 1.0]
     """
-    from kerastroke.core import arrays
-
     ops = keras.ops
     if keras.backend.backend() == "jax":
         where, zeroed = _jax_compiled("where"), _jax_compiled("zeroed")

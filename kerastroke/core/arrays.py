@@ -117,8 +117,8 @@ def shape(x):
     `tf.TensorShape`, about 6 us, which an application did for hundreds of
     variables.
     """
-    dims = getattr(x, "_shape", None)
-    return tuple(int(dim) for dim in (dims if isinstance(dims, tuple) else x.shape))
+    dims = x._shape if isinstance(x, keras.Variable) else x.shape
+    return tuple(int(dim) for dim in dims)
 
 
 def size(x):
