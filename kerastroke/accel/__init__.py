@@ -63,7 +63,7 @@ def compile(function):
 # `host_path`), and which of their applications (`host_takes`): "every" one,
 # or only those "ranking" entries, where some rule selects a part (an
 # exact count by rank: its compiled form is a loop of counting passes, which
-# XLA compiled for 1 to 8 s per model, against under 0.5 s for the CPU
+# XLA compiled for 1 to 8 s per model, against under 0.7 s for the CPU
 # path, which also ran as fast or faster on most models). Measured per
 # application on this project's benchmark models.
 HOST_BACKENDS = {"tensorflow": "every", "torch": "every", "jax": "ranking"}
