@@ -55,10 +55,20 @@ def bits(array):
 
 
 def to_numpy(x):
-    """A NumPy copy of a NumPy array or backend tensor."""
-    # Flattened first: TensorFlow cannot convert a 0-d bfloat16 tensor to NumPy.
+    """A NumPy copy of a NumPy array or backend tensor, with the same bits.
+
+    Flattened first: TensorFlow cannot convert a 0-d bfloat16 tensor to
+    NumPy. bfloat16 travels as int16: Keras hands a PyTorch bfloat16 tensor
+    to NumPy through float32, which rewrites NaN payloads.
+    """
+    if isinstance(x, np.ndarray):
+        return x.copy()
     shape = tuple(keras.ops.shape(x))
-    return np.array(keras.ops.convert_to_numpy(keras.ops.reshape(x, (-1,)))).reshape(shape)
+    flat = keras.ops.reshape(x, (-1,))
+    if keras.backend.standardize_dtype(flat.dtype) == "bfloat16":
+        ints = np.array(keras.ops.convert_to_numpy(keras.ops.view(flat, "int16")))
+        return ints.view(ml_dtypes.bfloat16).reshape(shape)
+    return np.array(keras.ops.convert_to_numpy(flat)).reshape(shape)
 
 
 def shapes(min_dims=1, max_dims=4, min_side=1, max_side=8):
@@ -131,8 +141,19 @@ on_backend = st.booleans()
 
 
 def as_input(array, backend):
-    """`array` itself, or the same values as a backend tensor."""
-    return keras.ops.convert_to_tensor(array) if backend else array
+    """`array` itself, or a backend tensor with the same bits.
+
+    bfloat16 travels as int16: Keras hands a NumPy bfloat16 array to PyTorch
+    through float32, and PyTorch's float32 -> bfloat16 conversion turns every
+    NaN into 0xffff, so the input would differ from `array` before any piece
+    ran.
+    """
+    if not backend:
+        return array
+    if array.dtype == ml_dtypes.bfloat16:
+        ints = keras.ops.convert_to_tensor(np.array(array, order="C").view(np.int16))
+        return keras.ops.view(ints, "bfloat16")
+    return keras.ops.convert_to_tensor(array)
 
 
 def check_kind(result, given):

@@ -3,6 +3,7 @@
 import math
 
 import keras
+import ml_dtypes
 import numpy as np
 import pytest
 from hypothesis import given
@@ -73,6 +74,29 @@ def test_mutators_keep_shape_dtype_and_every_unselected_bit(
     assert np.all(np.isfinite(new[mask].astype(np.float64)))
     np.testing.assert_array_equal(ks.bits(w), ks.bits(w_before))
     np.testing.assert_array_equal(mask, mask_before)
+
+
+# bfloat16 NaNs: quiet, negative, with payloads, all bits set; then +inf and
+# the smallest subnormal. The last entry is the one selected.
+_BFLOAT16_SPECIALS = np.array([0x7FC0, 0xFFC0, 0x7F81, 0xFFFF, 0x7F80, 0x0001, 0x3F80], np.uint16)
+
+
+@pytest.mark.parametrize("backend", [False, True], ids=["numpy", "tensor"])
+@pytest.mark.parametrize(
+    "mutator",
+    [mutators.zero(), mutators.constant(2.0), mutators.uniform(-1.0, 1.0), mutators.normal(0.0, 0.1)],
+    ids=["zero", "constant", "uniform", "normal"],
+)
+def test_unselected_bfloat16_nans_keep_their_payloads(mutator, backend):
+    # Regression: on PyTorch, Keras's conversions go through float32, which
+    # turns every bfloat16 NaN into 0xffff (seen as a Hypothesis failure).
+    w = _BFLOAT16_SPECIALS.view(ml_dtypes.bfloat16)
+    mask = np.arange(w.size) == w.size - 1
+
+    new = ks.to_numpy(mutator(ks.as_input(w, backend), mask, 3))
+
+    assert [hex(b) for b in ks.bits(new)[:-1]] == [hex(b) for b in _BFLOAT16_SPECIALS[:-1]]
+    assert ks.bits(new)[-1] != 0x3F80
 
 
 @st.composite
