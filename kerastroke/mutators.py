@@ -271,19 +271,21 @@ class _NeedsInitializer:
 
     @property
     def mutate_host(self):
-        """The host form (float32), for a redraw (not a combination) from an
-        initializer drawn uniformly or filled; else None."""
+        """The host form (float32), for an initializer drawn uniformly or
+        filled; else None."""
         self._need_initializer()
         distribution = draws.describe(self.initializer, (1, 1))  # None for one not known here
-        if not self._redraws or distribution is None or distribution[0] not in ("uniform", "filled"):
+        if distribution is None or distribution[0] not in ("uniform", "filled"):
             return None
 
         def mutate_host(weights, mask, keys):
             kind, *parameters = draws.describe(self.initializer, weights.shape[1:])
             if kind == "filled":
-                return host.fill(weights, mask, np.float32(parameters[0]))
-            low, high = parameters
-            return host.uniform(weights, mask, hashing.derive_on_host(keys, "fresh"), low, high)
+                fresh = host.fill(weights, mask, np.float32(parameters[0]))
+            else:
+                low, high = parameters
+                fresh = host.uniform(weights, mask, hashing.derive_on_host(keys, "fresh"), low, high)
+            return self._combine_host(weights, mask, fresh)
 
         return mutate_host
 
@@ -344,10 +346,11 @@ class Initializer(_NeedsInitializer):
 
     initializer: object = attrs.field(default=None, converter=_identifier)
 
-    _redraws = True  # the new values are the fresh draws themselves (see `mutate_host`)
-
     def _combine(self, weights, mask, fresh):
         return arrays.merge(mask, fresh, weights)
+
+    def _combine_host(self, weights, mask, fresh):
+        return fresh  # the host draw is already merged into the weights
 
 
 @register("mutators.shrink_perturb")
@@ -375,10 +378,6 @@ class ShrinkPerturbValues(_NeedsInitializer):
     perturb: float = attrs.field(converter=lambda v: checks.non_negative("perturb", v))
     initializer: object = attrs.field(default=None, converter=_identifier)
 
-    # Products of the weights: no host form, since TensorFlow's and XLA's CPU
-    # kernels flush subnormal products to zero where NumPy keeps them.
-    _redraws = False
-
     def _combine(self, weights, mask, fresh):
         dtype = arrays.dtype_name(weights)
         new = ops.add(
@@ -386,6 +385,20 @@ class ShrinkPerturbValues(_NeedsInitializer):
             ops.multiply(arrays.number(self.perturb, dtype), fresh),
         )
         return arrays.merge(mask, new, weights)
+
+    @property
+    def mutate_host(self):
+        """The host form, as `Initializer`'s; None on JAX, where `jax.jit`
+        fuses the multiply and the add into one rounding (a fused
+        multiply-add), which the host's three roundings do not reproduce."""
+        if keras.backend.backend() == "jax":
+            return None
+        return super().mutate_host
+
+    def _combine_host(self, weights, mask, fresh):
+        # The same three roundings; subnormals as the backend's kernels treat
+        # them (TensorFlow's and XLA's flush them, PyTorch's keep them).
+        return host.shrink_perturb(weights, mask, fresh, self.shrink, self.perturb, arrays.flushes_subnormals())
 
 
 @register("mutators.drop_and_grow")

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kerastroke import SET, MagnitudePruning, NeuroPlast, Pruning, Stroke, accel, mutators, selectors
+from kerastroke import SET, MagnitudePruning, NeuroPlast, Pruning, ShrinkPerturb, Stroke, accel, mutators, selectors
 from kerastroke.accel import host
 from kerastroke.core import hashing
 from kerastroke.engine import writer
@@ -140,12 +140,77 @@ def test_drop_and_grow_host_matches_batched(batch, amount, seed, mask_seed):
         np.testing.assert_array_equal(mutator.mutate_host(batch, chosen, keys).view(np.uint32), expected)
 
 
+_FUSES_ON_JAX = pytest.mark.skipif(
+    keras.backend.backend() == "jax",
+    reason=(
+        "jax.jit fuses shrink-and-perturb's multiply and add: no host form on JAX "
+        "(test_pieces_whose_values_differ_on_the_host_have_no_host_form checks it)"
+    ),
+)
+
+
+@_FUSES_ON_JAX
+@given(
+    batch=batches(),
+    seed=st.integers(0, 2**31),
+    init=st.sampled_from(["glorot_uniform", "zeros", {"class_name": "Constant", "config": {"value": 1e-40}}]),
+    factors=st.sampled_from([(0.4, 0.1), (1.0, 0.0), (0.0, 1.0), (0.5, 1e-40), (1e-45, 3.0)]),
+    mask_seed=st.integers(0, 2**32 - 1),
+)
+def test_shrink_perturb_host_matches_batched(batch, seed, init, factors, mask_seed):
+    keys = _keys(len(batch), seed)
+    mask = np.random.default_rng(mask_seed).random(batch.shape) < 0.5
+    piece = mutators.shrink_perturb(*factors, initializer=init)
+    expected = _bits(piece.mutate_batch(batch, mask, keys))
+    np.testing.assert_array_equal(piece.mutate_host(batch, mask, keys).view(np.uint32), expected)
+
+
+@_FUSES_ON_JAX
+@pytest.mark.parametrize("shrink", [0.4, 0.75, 0.999])
+def test_shrink_perturb_host_rounds_near_the_smallest_normal_as_the_backend(shrink):
+    # Every float32 whose product with `shrink` lies near 2**-126, where a
+    # backend that flushes results (TensorFlow, XLA) tells tiny from normal
+    # after rounding to 24 bits, and gradual underflow may round up instead.
+    start = np.array([2.0**-126 / shrink], np.float32).view(np.uint32)[0] - 3000
+    batch = np.arange(start, start + 6000, dtype=np.uint32).view(np.float32).reshape(2, 3000)
+    batch[1] *= -1
+    mask = np.ones(batch.shape, bool)
+    piece = mutators.shrink_perturb(shrink, 0.0, initializer="zeros")
+    expected = _bits(piece.mutate_batch(batch, mask, _keys(2, 0)))
+    got = piece.mutate_host(batch, mask, _keys(2, 0)).view(np.uint32)
+    np.testing.assert_array_equal(got, expected)
+    magnitudes = got & 0x7FFFFFFF
+    assert (magnitudes < 0x00800000).any() and (magnitudes >= 0x00800000).any()  # both sides of the edge
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="only PyTorch's flushing of subnormals is a switch")
+def test_shrink_perturb_host_follows_torch_set_flush_denormal():
+    import torch
+
+    batch = np.array([[2.0**-126, -(2.0**-125), 1e-40, 0.25]], np.float32)
+    mask = np.ones(batch.shape, bool)
+    piece = mutators.shrink_perturb(0.5, 0.0, initializer="zeros")
+    assert torch.set_flush_denormal(True)
+    try:
+        flushed = piece.mutate_host(batch, mask, _keys(1, 0)).view(np.uint32)
+        np.testing.assert_array_equal(flushed, _bits(piece.mutate_batch(batch, mask, _keys(1, 0))))
+    finally:
+        torch.set_flush_denormal(False)
+    kept = piece.mutate_host(batch, mask, _keys(1, 0)).view(np.uint32)
+    np.testing.assert_array_equal(kept, _bits(piece.mutate_batch(batch, mask, _keys(1, 0))))
+    # 2**-127 is subnormal: flushed to +0.0, or kept; -(2**-126) is normal either way.
+    assert [hex(b) for b in flushed[0, :2]] == ["0x0", "0x80800000"]
+    assert [hex(b) for b in kept[0, :2]] == ["0x400000", "0x80800000"]
+
+
 def test_pieces_whose_values_differ_on_the_host_have_no_host_form():
-    # Normal draws use each backend's erfinv; shrink-and-perturb multiplies
-    # the weights, and TensorFlow's and XLA's CPU kernels flush subnormal products.
+    # Normal draws use each backend's erfinv.
     assert getattr(mutators.normal(0.1), "mutate_host", None) is None
     assert mutators.initializer("glorot_normal").mutate_host is None
-    assert mutators.shrink_perturb(0.4, 0.1, initializer="glorot_uniform").mutate_host is None
+    assert mutators.shrink_perturb(0.4, 0.1, initializer="glorot_normal").mutate_host is None
+    # Shrink-and-perturb rounds its multiply and add apart; jax.jit fuses them.
+    uniform = mutators.shrink_perturb(0.4, 0.1, initializer="glorot_uniform")
+    assert (uniform.mutate_host is None) is (keras.backend.backend() == "jax")
     assert mutators.drop_and_grow().mutate_host is None  # grows from normal(0.01)
     # An initializer whose distribution kerastroke does not know is drawn by Keras.
     assert mutators.initializer("orthogonal").mutate_host is None
@@ -226,10 +291,13 @@ _PRESETS = [
     lambda: NeuroPlast(min_value=-0.15, max_value=0.15, pruning_min=-0.02, pruning_max=0.02, seed=8),
     lambda: MagnitudePruning(0.6, seed=9),
     lambda: SET(sparsity=0.5, drop_fraction=0.3, seed=10),
+    pytest.param(lambda: ShrinkPerturb(0.4, 0.1, seed=11), marks=_FUSES_ON_JAX),
 ]
 
 
-@pytest.mark.parametrize("make", _PRESETS, ids=["stroke", "stroke-value", "pruning", "neuroplast", "magnitude", "set"])
+@pytest.mark.parametrize(
+    "make", _PRESETS, ids=["stroke", "stroke-value", "pruning", "neuroplast", "magnitude", "set", "shrink-perturb"]
+)
 def test_an_application_on_the_cpu_path_writes_what_the_compiled_path_writes(make, monkeypatch):
     monkeypatch.setattr(accel, "HOST_BACKENDS", {keras.backend.backend(): "every"})
     model = _model()
@@ -295,23 +363,31 @@ def test_apply_rules_returns_a_tensor_from_the_cpu_path_too():
 
 
 @pytest.mark.parametrize("parts", [2, 3])
-def test_selections_split_over_threads_take_the_same_entries(parts, monkeypatch):
+def test_selections_and_draws_split_over_threads_give_the_same_bits(parts, monkeypatch):
     rng = np.random.default_rng(4)
     batch = rng.normal(size=(5, 300)).astype(np.float32)
     batch[:, :100] = 0.0  # ties at the threshold for the magnitudes
     keys = _keys(5, 21)
-    expected = (
-        selectors.random_fraction().select_host(batch, 0.3, keys),
-        selectors.smallest_magnitude().select_host(batch, 0.4, keys),
-    )
+    mask = rng.random(batch.shape) < 0.5
+    # Shrink-and-perturb has no host form on JAX; a redraw takes the same uniform loop.
+    combined = mutators.shrink_perturb(0.4, 0.1, initializer="glorot_uniform")
+    if keras.backend.backend() == "jax":
+        combined = mutators.initializer("he_uniform")
+
+    def run():
+        return [
+            selectors.random_fraction().select_host(batch, 0.3, keys),
+            selectors.smallest_magnitude().select_host(batch, 0.4, keys),
+            mutators.uniform(-0.5, 0.5).mutate_host(batch, mask, keys).view(np.uint32),
+            combined.mutate_host(batch, mask, keys).view(np.uint32),
+        ]
+
+    expected = run()
     monkeypatch.setattr(host, "_PARALLEL_FROM", 0)
     monkeypatch.setattr(host, "_PARTS", parts)
     host._pool.cache_clear()
     try:
-        split = (
-            selectors.random_fraction().select_host(batch, 0.3, keys),
-            selectors.smallest_magnitude().select_host(batch, 0.4, keys),
-        )
+        split = run()
     finally:
         host._pool.cache_clear()
     for a, b in zip(split, expected):

@@ -13,8 +13,9 @@ weights as 32-bit floats, and give the same bits as the `keras.ops` forms:
   as `kerastroke.core.arrays` and `picking` compute them.
 - `uniform`: `kerastroke.core.hashing.uniform` for float32, optionally
   clamped as `arrays.clamp` clamps, drawn only where the mask is set.
-- `fill`, `drop_and_grow`: `arrays.merge` with a constant, and drop-and-grow's
-  combination.
+- `fill`, `drop_and_grow`, `shrink_perturb`: `arrays.merge` with a constant,
+  drop-and-grow's combination, and shrink-and-perturb's (with the backend's
+  handling of subnormals).
 - `introduced`, `summary`: the writer's checks and account (non-finite
   values introduced; entries changed, zeros and the masks holding them).
 
@@ -45,8 +46,8 @@ def _pool():
     return concurrent.futures.ThreadPoolExecutor(max_workers=_PARTS - 1, thread_name_prefix="kerastroke")
 
 
-# A selection over at least this many entries splits its rows over up to
-# _PARTS threads (4 x 1M random ranks: 14 ms on one core, 7 ms on two).
+# A selection or a draw over at least this many entries splits its rows over
+# up to _PARTS threads (4 x 1M random ranks: 14 ms on one core, 7 ms on two).
 _PARALLEL_FROM = 1 << 18
 _PARTS = max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
@@ -197,8 +198,30 @@ def uniform(weights, mask, keys, low, high, clamp=None):
     lo, hi, keyed = (-np.inf, np.inf, False) if clamp is None else clamp
     w = _rows(np.ascontiguousarray(weights, dtype=np.float32))
     limits = np.array([lo, hi], dtype=np.float32)
-    out = _loops().uniform(w, _mask(mask), k0, k1, bounds, limits, bool(keyed))
-    return out.reshape(weights.shape)
+    out = np.empty(w.shape, np.uint32)
+    _by_rows(_loops().uniform, (w, w.view(np.uint32), _mask(mask), k0, k1), bounds, limits, bool(keyed), out=out)
+    return out.view(np.float32).reshape(weights.shape)
+
+
+def shrink_perturb(weights, mask, fresh, shrink, perturb, flushes):
+    """`mutators.ShrinkPerturbValues._combine` for float32: `shrink * w +
+    perturb * fresh` where `mask` is set, rounded after each operation.
+
+    Args:
+        weights, fresh: float32 (R, ...).
+        mask: bool of the same shape.
+        shrink, perturb: The factors, rounded to float32.
+        flushes: `(inputs, results)`: whether the backend's arithmetic reads
+            subnormal operands as zeros and writes subnormal results as
+            zeros (`arrays.flushes_subnormals()`), so the host gives its bits.
+    """
+    values = _rows(np.ascontiguousarray(weights, dtype=np.float32))
+    drawn = _rows(np.ascontiguousarray(fresh, dtype=np.float32))
+    flush_inputs, flush_results = flushes
+    out = np.empty(values.shape, np.uint32)
+    _by_rows(_loops().shrink_perturb, (values, values.view(np.uint32), _mask(mask), drawn), np.float32(shrink),
+             np.float32(perturb), bool(flush_inputs), bool(flush_results), out=out)
+    return out.view(np.float32).reshape(weights.shape)
 
 
 def zeros(weights):

@@ -7,6 +7,8 @@ uint64 holding 32-bit values, masked after every product (NumPy and Numba
 promote uint32 arithmetic to 64 bits).
 """
 
+import math
+
 import numba
 import numpy as np
 
@@ -22,6 +24,7 @@ _MAGNITUDE = np.uint32(0x7FFFFFFF)
 _INFINITY = np.uint32(0x7F800000)
 _LEFT_OUT = np.uint32(0xFFFFFFFF)
 _HEAD = np.uint32(0xFFFFF000)  # a float32's sign, exponent and top 11 stored bits
+_SMALLEST_NORMAL = np.float32(2.0**-126)
 
 
 @_jit
@@ -206,14 +209,15 @@ def fill(bits, mask, word):
 
 
 @_jit
-def uniform(weights, mask, k0, k1, bounds, clamp, keyed):
-    """hashing.uniform (float32) clamped like arrays.clamp, where `mask` is set.
+def uniform(weights, bits, mask, k0, k1, bounds, clamp, keyed, out):
+    """hashing.uniform (float32) clamped like arrays.clamp into `out` (uint32
+    rows) where `mask` is set; elsewhere `out` takes the weights' `bits`.
 
     `bounds` holds the float32 pieces of low, high, -low and -high (head,
     tail each); the sum runs in hashing.uniform's order.
     """
     rows, size = weights.shape
-    out = weights.copy()
+    out_values = out.view(np.float32)
     scratch = np.empty(1, np.float32)
     scratch_bits = scratch.view(np.uint32)
     low0, low1, high0, high1 = bounds[0], bounds[1], bounds[2], bounds[3]
@@ -229,6 +233,7 @@ def uniform(weights, mask, k0, k1, bounds, clamp, keyed):
         a, b = np.uint64(k0[r]), np.uint64(k1[r])
         for i in range(size):
             if not mask[r, i]:
+                out[r, i] = bits[r, i]
                 continue
             u = np.float32(np.int32(_bits(a, b, i) >> np.uint64(8))) * scale
             rest = one - u
@@ -254,8 +259,59 @@ def uniform(weights, mask, k0, k1, bounds, clamp, keyed):
                     value = lo
                 if value > hi:
                     value = hi
-            out[r, i] = value
-    return out
+            out_values[r, i] = value
+
+
+_TINY_SCALED = np.float32(2.0**-62)  # float32's smallest normal, 2**-126, times 2**64
+
+
+@_jit
+def _flushed(x):
+    """`x` (float32), or a zero of its sign if it is subnormal: a flushed input."""
+    return np.float32(math.copysign(0.0, x)) if abs(x) < _SMALLEST_NORMAL else x
+
+
+@_jit
+def _product(a, b, flush):
+    """`a * b` in float32, as a CPU that flushes results to zero gives it when `flush`.
+
+    Such a CPU flushes a result that is tiny after rounding to 24 bits with
+    an unbounded exponent, which gradual underflow can round up to the
+    smallest normal instead. The product is exact in float64; scaled by
+    2**64 it rounds to float32 at 24 bits, and is tiny iff below 2**-62.
+    """
+    exact = np.float64(a) * np.float64(b)
+    if flush and abs(np.float32(exact * 2.0**64)) < _TINY_SCALED:
+        return np.float32(math.copysign(0.0, exact))
+    return np.float32(exact)
+
+
+@_jit
+def shrink_perturb(values, bits, mask, fresh, shrink, perturb, flush_inputs, flush_results, out):
+    """`shrink * w + perturb * fresh` into `out` (uint32 rows) where `mask`
+    is set (float32, rounded after each operation as `keras.ops` rounds it),
+    elsewhere the weights' `bits`.
+
+    With `flush_inputs`, subnormal operands count as zeros of their sign;
+    with `flush_results`, subnormal results become zeros of their sign: what
+    TensorFlow's and XLA's CPU kernels do.
+    """
+    rows, size = values.shape
+    out_values = out.view(np.float32)
+    if flush_inputs:
+        shrink, perturb = _flushed(shrink), _flushed(perturb)
+    for r in range(rows):
+        for i in range(size):
+            if not mask[r, i]:
+                out[r, i] = bits[r, i]
+                continue
+            w, f = values[r, i], fresh[r, i]
+            if flush_inputs:
+                w, f = _flushed(w), _flushed(f)
+            total = _product(shrink, w, flush_results) + _product(perturb, f, flush_results)
+            if flush_results:  # a sum of two floats that is tiny is exact: a subnormal
+                total = _flushed(total)
+            out_values[r, i] = total
 
 
 @_jit

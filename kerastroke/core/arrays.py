@@ -5,6 +5,7 @@ accepted anywhere a tensor is. Floats are compared, merged and clamped on
 their bit patterns where a backend's float kernels would not be exact.
 """
 
+import functools
 import math
 
 import keras
@@ -191,6 +192,37 @@ def at_most(bound, dtype, strict=False):
 # values outside a range. Integer keys of the bit patterns order floats
 # exactly, whatever the floating-point mode.
 _BITS = {"float16": "int16", "bfloat16": "int16", "float32": "int32", "float64": "int64"}
+
+
+def flushes_subnormals():
+    """Whether the backend's float32 arithmetic flushes subnormals, as
+    `(inputs, results)`: operands read as zeros, results written as zeros.
+
+    TensorFlow's and XLA's CPU kernels flush both, always: asked once per
+    backend. PyTorch flushes neither unless `torch.set_flush_denormal(True)`
+    was called, which can happen at any time: asked on every call (about
+    10 us).
+
+    Example:
+    >>> inputs, results = flushes_subnormals()
+    >>> isinstance(inputs, bool) and isinstance(results, bool)
+    True
+    """
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        # 2**-140 (subnormal) times 1, and 2**-126 (the smallest normal) times 0.5.
+        products = torch.tensor([2.0**-140, 2.0**-126]) * torch.tensor([1.0, 0.5])
+        return bool(products[0] == 0), bool(products[1] == 0)
+    return _flushes_on(backend)
+
+
+@functools.cache
+def _flushes_on(backend):
+    operands = tensor(np.array([2.0**-140, 2.0**-126], np.float32))
+    products = to_numpy(ops.multiply(operands, tensor(np.array([1.0, 0.5], np.float32))))
+    return bool(products[0] == 0), bool(products[1] == 0)
 
 
 def bits_dtype(dtype):
