@@ -267,7 +267,7 @@ _TINY_SCALED = np.float32(2.0**-62)  # float32's smallest normal, 2**-126, times
 
 @_jit
 def _flushed(x):
-    """`x` (float32), or a zero of its sign if it is subnormal: a flushed input."""
+    """`x` (float32), or a zero of its sign if it is subnormal, as a flushing CPU reads or writes it."""
     return np.float32(math.copysign(0.0, x)) if abs(x) < _SMALLEST_NORMAL else x
 
 

@@ -46,7 +46,8 @@ def _torch_bfloat16(x):
     """A torch bfloat16 tensor with the bits of the NumPy array `x`.
 
     Keras converts through float32, and PyTorch's float32 -> bfloat16
-    conversion turns every NaN into 0xffc0; the bits travel as int16 instead.
+    conversion turns every NaN into one pattern (0xffff in PyTorch 2.13);
+    the bits travel as int16 instead.
     """
     import torch
 
