@@ -392,3 +392,52 @@ def test_selections_and_draws_split_over_threads_give_the_same_bits(parts, monke
         host._pool.cache_clear()
     for a, b in zip(split, expected):
         np.testing.assert_array_equal(a, b)
+
+
+class _SwapsRows(mutators.Constant):
+    """A pure host form whose result is a view of its input: the batch's rows
+    in reverse order (each variable of a group takes another's values)."""
+
+    def mutate_host(self, weights, mask, keys):
+        return weights[::-1]
+
+
+def test_the_readers_reused_buffer_is_never_written_to_a_variable(monkeypatch):
+    # The CPU path stacks a group's variables into one buffer per reader and
+    # thread, reused by the next read (`accel.host_reader`). A host form whose
+    # result views its input must not hand that buffer to `accel.assign`: a
+    # backend may keep a NumPy value's memory as the variable's, and the
+    # next read would then change the variable behind the backend's back.
+    monkeypatch.setattr(accel, "HOST_BACKENDS", {keras.backend.backend(): "every"})
+    from kerastroke import PlasticityCallback, Rule
+
+    assigned = []
+    original_assign = accel.assign
+    monkeypatch.setattr(accel, "assign", lambda variables, values: assigned.extend(values) or original_assign(
+        variables, values))
+    model = _model()
+    callback = PlasticityCallback([Rule(selectors.random_fraction(), _SwapsRows(0.0))], seed=0)
+    callback.set_model(model)
+    plan = callback._writer(callback._resolved())
+    assert plan.host
+    callback.apply(0)
+    (pair,) = [group for group in plan.groups if len(group.variables) == 2]  # two Dense kernels of one shape
+    buffer = pair.reader()
+    assert pair.reader() is buffer  # one buffer, refilled by each read
+    assert len(assigned) == 2  # the pair, swapped; alone in its group, a kernel keeps its values
+    assert not any(np.may_share_memory(value, buffer) for value in assigned)
+
+
+def test_a_readers_buffer_belongs_to_one_thread():
+    import threading
+
+    variables = [keras.Variable(np.full((3,), float(i), "float32")) for i in range(2)]
+    read = accel.host_reader(variables)
+    mine = read()
+    theirs = []
+    worker = threading.Thread(target=lambda: theirs.append(read()))
+    accel.assign(variables, [np.full((3,), 5.0, "float32")] * 2)
+    worker.start()
+    worker.join()
+    assert mine.tolist() == [[0.0] * 3, [1.0] * 3]  # another thread's read left this one alone
+    assert theirs[0].tolist() == [[5.0] * 3] * 2

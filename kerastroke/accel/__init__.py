@@ -38,6 +38,7 @@ variable), `assign_where` (optimizer state reset under many masks) and
 
 import functools
 import math
+import threading
 
 import keras
 import numpy as np
@@ -115,13 +116,19 @@ def host_reader(variables):
     """A function that returns the values of `variables` (one shape, float32) as one
     NumPy array (R, ...), for the CPU path, to read and never to write.
 
-    On TensorFlow each variable is read with one `ReadVariableOp` (about
-    20 us, against 0.2 ms for `variable.numpy()`), whose result NumPy views
-    without a copy; TensorFlow copies a variable's buffer before writing it
-    in place while a read of it is alive. From `_GRAPH_READS_FROM`
-    variables they are read and stacked in one graph call (`_tf_graph`:
-    512 kernels, 3.3 ms against 12). On PyTorch the variables are stacked in
-    one op. A single variable's memory is viewed, not copied.
+    Each variable is viewed without a copy where the backend allows: on
+    TensorFlow with one `ReadVariableOp` (about 20 us, against 0.2 ms for
+    `variable.numpy()`; TensorFlow copies a variable's buffer before writing
+    it in place while a read of it is alive), from `_GRAPH_READS_FROM`
+    variables all in one graph call per chunk (`_tf_graph`); on PyTorch as
+    the tensor's own memory. Several variables are then stacked into one
+    buffer per reader and thread, reused by every call: the CPU path only
+    reads it, and fresh memory of that size costs more than the copy (on
+    this machine glibc hands large freed blocks back to the system, and the
+    next use faults every page in again; Pruning on 4 x 1024^2, 26 to 10 ms
+    on TensorFlow and 24 to 10 on PyTorch). So a call's result is valid
+    until the same thread's next call, and must never be handed to a
+    backend. A single variable's memory is viewed, not copied.
 
     Example:
     >>> import keras
@@ -129,36 +136,47 @@ def host_reader(variables):
     >>> read().tolist()
     [[1.0, 2.0], [3.0, 4.0]]
     """
+    views = _host_views(variables)
+    if len(variables) == 1:
+        return lambda: views()[0][None]
+    buffers = threading.local()
+
+    def read():
+        parts = views()
+        out = getattr(buffers, "out", None)
+        if out is None or out.shape[1:] != parts[0].shape or out.dtype != parts[0].dtype:
+            out = buffers.out = np.empty((len(parts),) + parts[0].shape, parts[0].dtype)
+        return np.stack(parts, out=out)
+
+    return read
+
+
+def _host_views(variables):
+    """A function that returns the values of `variables` as NumPy arrays,
+    viewing each variable's memory where the backend allows (see `host_reader`)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        def read_one(variable):
-            value = variable.value
-            if _plain_tf_variable(value):
-                return np.asarray(tf.raw_ops.ReadVariableOp(resource=value.handle, dtype=value.dtype))
-            return arrays.to_numpy(value)
-
-        if len(variables) >= _GRAPH_READS_FROM and all(_plain_tf_variable(v.value) for v in variables):
+        if all(_plain_tf_variable(v.value) for v in variables):
             targets = [variable.value for variable in variables]
-            return lambda: _tf_read(targets, numpy=True)
-
-    elif backend == "torch" and len(variables) > 1:
+            if len(targets) >= _GRAPH_READS_FROM:
+                chunks = _chunks(targets)
+                return lambda: [np.asarray(x) for chunk in chunks for x in _tf_graph("views", chunk)(chunk)]
+            return lambda: [
+                np.asarray(tf.raw_ops.ReadVariableOp(resource=t.handle, dtype=t.dtype)) for t in targets
+            ]
+    if backend == "torch":
         import torch
 
-        def read():
-            with torch.no_grad():
-                return torch.stack([v.value for v in variables]).numpy()
+        def torch_views():
+            values = [v.value.detach() for v in variables]
+            if all(value.device.type == "cpu" and value.dtype != torch.bfloat16 for value in values):
+                return [value.numpy() for value in values]
+            return [arrays.to_numpy(value) for value in values]
 
-        return read
-    else:
-
-        def read_one(variable):
-            return arrays.to_numpy(variable.value)
-
-    if len(variables) == 1:
-        return lambda: read_one(variables[0])[None]
-    return lambda: np.stack([read_one(v) for v in variables])
+        return torch_views
+    return lambda: [arrays.to_numpy(v.value) for v in variables]
 
 
 def assign(variables, values):
@@ -299,9 +317,8 @@ def _chunks(items):
     return [items[start:start + _GRAPH_CHUNK] for start in range(0, len(items), _GRAPH_CHUNK)]
 
 
-def _tf_read(targets, numpy=False):
-    """The values of `tf.Variable`s of one shape and dtype, stacked: a tensor,
-    or with `numpy` a NumPy array (viewing the tensor where there is one chunk)."""
+def _tf_read(targets):
+    """The values of `tf.Variable`s of one shape and dtype, stacked in one tensor."""
     import tensorflow as tf
 
     parts = []
@@ -310,8 +327,6 @@ def _tf_read(targets, numpy=False):
             parts.append(_tf_graph("read", chunk)(chunk))
         else:
             parts.append(tf.stack([tf.raw_ops.ReadVariableOp(resource=t.handle, dtype=t.dtype) for t in chunk]))
-    if numpy:
-        return np.asarray(parts[0]) if len(parts) == 1 else np.concatenate([np.asarray(p) for p in parts])
     return parts[0] if len(parts) == 1 else tf.concat(parts, 0)
 
 
@@ -330,7 +345,8 @@ def _tf_write(targets, stacked):
 
 
 def _tf_graph(kind, targets):
-    """A TensorFlow graph function that reads ("read": one stacked tensor) or
+    """A TensorFlow graph function that reads ("read": one stacked tensor;
+    "views": one tensor per variable, each its buffer without a copy) or
     assigns ("assign": rows `start` to `start + len(variables)` of a stacked
     tensor) `tf.Variable`s like `targets`.
 
@@ -349,14 +365,18 @@ def _tf_graph(kind, targets):
         def read(variables):
             return tf.stack([tf.raw_ops.ReadVariableOp(resource=v.handle, dtype=v.dtype) for v in variables])
 
+        def views(variables):
+            return [tf.raw_ops.ReadVariableOp(resource=v.handle, dtype=v.dtype) for v in variables]
+
         def write(variables, stacked, start):
             rows = tf.slice(stacked, tf.concat([[start], tf.zeros([len(first.shape)], tf.int32)], 0),
                             [len(variables)] + [-1] * len(first.shape))
             for variable, row in zip(variables, tf.unstack(rows, num=len(variables))):
                 tf.raw_ops.AssignVariableOp(resource=variable.handle, value=row)
 
-        if kind == "read":
-            graph = tf.function(read, autograph=False).get_concrete_function(list(targets))
+        if kind in ("read", "views"):
+            function = read if kind == "read" else views
+            graph = tf.function(function, autograph=False).get_concrete_function(list(targets))
         else:
             spec = tf.TensorSpec((None,) + tuple(first.shape), first.dtype)
             start = tf.TensorSpec((), tf.int32)

@@ -381,6 +381,8 @@ def _host_application(groups, active, rule_amounts, group_words, with_masks, wit
             new = rule.mutator.mutate_host(current, mask, keys[f"{index} mutate"])
             bad.append(host.introduced(mask, new, current))
             current = new
+        if np.may_share_memory(current, original):  # the reader's buffer is never written out
+            current = np.array(current)
         changed, zero_count, differs, zeros = host.summary(current, original, with_masks)
         outputs.append((
             current,
