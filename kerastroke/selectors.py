@@ -87,7 +87,7 @@ class RandomFraction:
         return _pick(ops.ones(weights.shape, dtype="bool"), amount, keys)
 
     def select_host(self, weights, amount, keys):
-        return _pick_host(np.ones(weights.shape, dtype=bool), amount, keys)
+        return _pick_host(host.everything(weights.shape), amount, keys)
 
 
 @register("selectors.value_range")

@@ -62,8 +62,9 @@ def _digit(histogram, left):
 
 
 @_jit
-def _kth(keys, k):
-    """The k-th smallest of uint32 `keys` (1 <= k <= keys.size), by radix selection.
+def _kth(keys, k, rest):
+    """The k-th smallest of uint32 `keys` (1 <= k <= keys.size), by radix selection;
+    `rest` is scratch of keys.size + 1 entries.
 
     Three digits (bits 21-31, 10-20, 0-9), most significant first: a
     histogram of the top digit, then the keys with the digit where the
@@ -79,7 +80,6 @@ def _kth(keys, k):
         histogram[i & 3, keys[i] >> np.uint32(21)] += 1
     top, left = _digit(histogram, k)
     count = histogram[0, top] + histogram[1, top] + histogram[2, top] + histogram[3, top]
-    rest = np.empty(count + 1, np.uint32)
     j = 0
     for i in range(keys.size):
         rest[j] = keys[i]
@@ -113,11 +113,11 @@ def count(mask):
 
 
 @_jit
-def choose(eligible, k, k0, k1, out):
-    """picking.choose_count into `out` (all False on entry): the eligible entries
-    with the min(k, eligible) smallest ranks."""
+def choose(eligible, k, k0, k1, out, keys, rest):
+    """picking.choose_count into `out`: the eligible entries with the
+    min(k, eligible) smallest ranks. `keys` and `rest` are scratch (N and
+    N + 1 words)."""
     rows, size = eligible.shape
-    keys = np.empty(size, np.uint32)
     for r in range(rows):
         a, b = np.uint64(k0[r]), np.uint64(k1[r])
         total = 0
@@ -127,20 +127,19 @@ def choose(eligible, k, k0, k1, out):
             total += chosen
         want = min(k[r], total)
         if want <= 0:
+            out[r, :] = False
             continue
-        threshold = _kth(keys, want)
+        threshold = _kth(keys, want, rest)
         for i in range(size):
             out[r, i] = eligible[r, i] & (keys[i] <= threshold)
 
 
 @_jit
-def smallest(bits, eligible, k, t0, t1, out):
-    """picking.smallest of float32 magnitudes into `out` (all False on entry):
-    below the threshold, then the ties with the smallest random ranks
-    (ranking._select and _fewest)."""
+def smallest(bits, eligible, k, t0, t1, out, keys, ties, rest):
+    """picking.smallest of float32 magnitudes into `out`: below the threshold,
+    then the ties with the smallest random ranks (ranking._select and
+    _fewest). `keys`, `ties` and `rest` are scratch (N, N and N + 1 words)."""
     rows, size = bits.shape
-    keys = np.empty(size, np.uint32)
-    ties = np.empty(size, np.uint32)
     for r in range(rows):
         total = 0
         for i in range(size):
@@ -151,8 +150,9 @@ def smallest(bits, eligible, k, t0, t1, out):
                 keys[i] = _LEFT_OUT
         want = min(k[r], total)
         if want <= 0:
+            out[r, :] = False
             continue
-        threshold = _kth(keys, want)
+        threshold = _kth(keys, want, rest)
         below = 0
         tied = 0
         for i in range(size):
@@ -166,14 +166,13 @@ def smallest(bits, eligible, k, t0, t1, out):
         a, b = np.uint64(t0[r]), np.uint64(t1[r])
         for i in range(size):
             ties[i] = _rank(a, b, i) if eligible[r, i] and keys[i] == threshold else _LEFT_OUT
-        last = _kth(ties, need)
+        last = _kth(ties, need, rest)
         for i in range(size):
             out[r, i] = eligible[r, i] and (keys[i] < threshold or (keys[i] == threshold and ties[i] <= last))
 
 
 @_jit
-def finite(bits):
-    out = np.empty(bits.shape, np.bool_)
+def finite(bits, out):
     flat, done = bits.ravel(), out.ravel()
     for i in range(flat.size):
         done[i] = flat[i] & _MAGNITUDE < _INFINITY
@@ -188,9 +187,8 @@ def _key(word):
 
 
 @_jit
-def in_range(bits, low, high):
+def in_range(bits, low, high, out):
     """arrays.in_range: finite entries whose order key lies in [low, high]."""
-    out = np.empty(bits.shape, np.bool_)
     flat, done = bits.ravel(), out.ravel()
     for i in range(flat.size):
         key = _key(flat[i])
@@ -199,8 +197,7 @@ def in_range(bits, low, high):
 
 
 @_jit
-def fill(bits, mask, word):
-    out = np.empty_like(bits)
+def fill(bits, mask, word, out):
     flat, chosen, done = bits.ravel(), mask.ravel().view(np.uint8), out.ravel()
     for i in range(flat.size):
         select = np.uint32(0) - np.uint32(chosen[i])
@@ -315,8 +312,7 @@ def shrink_perturb(values, bits, mask, fresh, shrink, perturb, flush_inputs, flu
 
 
 @_jit
-def zeros(bits):
-    out = np.empty(bits.shape, np.bool_)
+def zeros(bits, out):
     flat, done = bits.ravel(), out.ravel()
     for i in range(flat.size):
         done[i] = flat[i] & _MAGNITUDE == 0
@@ -327,9 +323,8 @@ _TINY = np.uint32(0x00800000)  # float32's smallest normal
 
 
 @_jit
-def drop_and_grow(bits, mask, grow_mask, grown):
+def drop_and_grow(bits, mask, grow_mask, grown, out):
     """DropAndGrowValues._combine on float32 bits."""
-    out = np.empty_like(bits)
     flat, chosen, growing, drawn, done = bits.ravel(), mask.ravel(), grow_mask.ravel(), grown.ravel(), out.ravel()
     for i in range(flat.size):
         if growing[i]:
@@ -384,15 +379,14 @@ def _differs_row(new, old, differs):
 
 
 @_jit
-def summary(new, old, with_masks):
-    """writer._differs and arrays.is_zero of float32 bits, with their counts per row."""
+def summary(new, old, with_masks, differs, zero_mask):
+    """writer._differs and arrays.is_zero of float32 bits into `differs` (if
+    `with_masks`) and `zero_mask`, with their counts per row."""
     rows, size = new.shape
     changed = np.zeros(rows, np.int64)
     zeros = np.zeros(rows, np.int64)
-    differs = np.zeros((rows, size if with_masks else 0), np.bool_)
-    zero_mask = np.empty((rows, size), np.bool_)
     for r in range(rows):
         changed[r], zeros[r] = _summary_row(new[r], old[r], zero_mask[r])
         if with_masks:
             _differs_row(new[r], old[r], differs[r])
-    return changed, zeros, differs, zero_mask
+    return changed, zeros
