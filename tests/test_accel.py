@@ -123,3 +123,43 @@ def test_counts_gives_each_masks_true_entries_per_row():
     found = accel.counts([keras.ops.convert_to_tensor(mask) for mask in masks])
     assert [numpy(c).tolist() for c in found] == [mask.reshape(4, -1).sum(1).tolist() for mask in masks]
     assert all(keras.backend.standardize_dtype(c.dtype) == "int32" for c in found)
+
+
+@pytest.mark.parametrize("count", [3, 20], ids=["op-by-op", "one-graph-call"])
+@pytest.mark.parametrize("width", [16, 10], ids=["aligned-rows", "unaligned-rows"])
+def test_assigning_the_cpu_paths_memory_leaves_the_variables_their_own(count, width):
+    # The CPU path's results live in `accel.memory` blocks. TensorFlow keeps
+    # such a block as the variables' memory without a copy (DLPack) where it
+    # is aligned as its kernels require; rows that are not are copied (an
+    # unaligned tensor would abort the process in a reduction). Either way
+    # the block is reused only once no variable holds it.
+    from kerastroke.accel import memory
+
+    lent = []
+    if keras.backend.backend() == "tensorflow":
+        original = accel._lent
+        accel._lent = lambda value: lent.append(value.shape) or original(value)
+    try:
+        variables = [keras.Variable(np.zeros((width,), "float32")) for _ in range(count)]
+        entries = 1 << 16  # a pooled size, of which the rows take the start
+        block = memory.empty((entries,), np.float32)
+        stacked = block[: count * width].reshape(count, width)
+        expected = np.arange(count * width, dtype=np.float32).reshape(count, width)
+        stacked[...] = expected
+        accel.assign(variables, list(stacked))
+    finally:
+        if keras.backend.backend() == "tensorflow":
+            accel._lent = original
+    del block, stacked
+    for _ in range(3):  # blocks of that size, taken and overwritten
+        memory.empty((entries,), np.float32).fill(-1.0)
+    for row, variable in zip(expected, variables):
+        assert numpy(variable).tolist() == row.tolist()
+        variable.assign_add(np.ones((width,), "float32"))  # in place where the backend can
+        assert numpy(variable).tolist() == (row + 1.0).tolist()
+        assert float(keras.ops.sum(variable.value)) == float((row + 1.0).sum())
+    if keras.backend.backend() == "tensorflow":
+        if count >= accel._GRAPH_WRITES_FROM:  # lent whole, split in the graph
+            assert lent == [(count, width)]
+        else:  # each row lent if it starts on a boundary (all 16-float rows, every 8th of 10)
+            assert lent == [(width,)] * sum(row * width * 4 % memory.ALIGNMENT == 0 for row in range(count))

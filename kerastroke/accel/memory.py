@@ -87,6 +87,25 @@ def empty(shape, dtype):
     return np.asarray(owner)
 
 
+def owner(array):
+    """The owner of `array`'s pooled block (`array` from `empty`, or a view of
+    one), or None for other memory.
+
+    Example:
+    >>> pooled = empty((512, 512), np.uint32)
+    >>> owner(pooled.view(np.float32)[1]) is owner(pooled) is not None, owner(np.ones(3))
+    (True, None)
+    """
+    return getattr(whole(array), "base", None)
+
+
+def whole(array):
+    """The array `empty` gave, of which `array` is a view, or None."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array if isinstance(array.base, _Owner) else None
+
+
 def kept_bytes():
     """Bytes of free blocks kept for reuse (those let go of since the last `empty` not yet counted)."""
     with _lock:
