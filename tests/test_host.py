@@ -441,3 +441,30 @@ def test_a_readers_buffer_belongs_to_one_thread():
     worker.join()
     assert mine.tolist() == [[0.0] * 3, [1.0] * 3]  # another thread's read left this one alone
     assert theirs[0].tolist() == [[5.0] * 3] * 2
+
+
+class _InfiniteOnHost(mutators.Constant):
+    """A host form that gives its selected entries +inf."""
+
+    def mutate_host(self, weights, mask, keys):
+        return np.where(mask, np.float32(np.inf), weights)
+
+
+@pytest.mark.parametrize("rules", [1, 2], ids=["counted-in-the-summary", "counted-per-rule"])
+def test_a_host_form_giving_non_finite_values_writes_nothing(rules, monkeypatch):
+    # One rule's non-finite values are counted in the summary's pass; with
+    # several, after each rule. Either way nothing is written.
+    monkeypatch.setattr(accel, "HOST_BACKENDS", {keras.backend.backend(): "every"})
+    from kerastroke import PlasticityCallback, Rule
+
+    model = _model()
+    chain = [Rule(selectors.random_fraction(), mutators.zero())] * (rules - 1)
+    chain.append(Rule(selectors.random_fraction(), _InfiniteOnHost(0.0)))
+    callback = PlasticityCallback(chain, seed=0)
+    callback.set_model(model)
+    assert callback._writer(callback._resolved()).host
+    before = _weights(model)
+    with pytest.raises(ValueError, match=f"rule {rules - 1}.*NaN or infinite"):
+        callback.apply(0)
+    for a, b in zip(_weights(model), before):
+        np.testing.assert_array_equal(a, b)

@@ -271,18 +271,29 @@ def introduced(mask, new, old):
     return _loops().introduced(_mask(mask), _bits(new), _bits(old))
 
 
-def summary(new, original, with_masks):
+def summary(new, original, with_masks, mask=None):
     """The writer's account of float32 rows: changed and zero entries, their masks.
 
+    Args:
+        new, original: float32 batches (R, ...).
+        with_masks: Whether to return the mask of changed entries.
+        mask: None, or the selection of the one rule that made `new` from
+            `original`: then `introduced(mask, new, original)` is counted in
+            the same pass.
+
     Returns:
-        `(changed (R,), zeros (R,), differs or None, zero mask)`: counts as
-        int64, masks bool of `new`'s shape; changed as the writer's
-        `_differs` counts it (a NaN that stays NaN, or a zero that changes
-        sign, has not changed).
+        `(changed (R,), zeros (R,), differs or None, zero mask, introduced
+        (R,) or None)`: counts as int64, masks bool of `new`'s shape;
+        changed as the writer's `_differs` counts it (a NaN that stays NaN,
+        or a zero that changes sign, has not changed).
     """
     bits = _bits(new)
-    differs = memory.empty(bits.shape if with_masks else (bits.shape[0], 0), np.bool_)
+    rows = bits.shape[0]
+    differs = memory.empty(bits.shape if with_masks else (rows, 0), np.bool_)
     zero_mask = memory.empty(bits.shape, np.bool_)
-    changed, zeros = _loops().summary(bits, _bits(original), bool(with_masks), differs, zero_mask)
+    selected = _mask(mask) if mask is not None else np.zeros((rows, 0), np.bool_)
+    changed, zeros, bad = _loops().summary(
+        bits, _bits(original), bool(with_masks), differs, zero_mask, selected, mask is not None
+    )
     differs = differs.reshape(new.shape) if with_masks else None
-    return changed, zeros, differs, zero_mask.reshape(new.shape)
+    return changed, zeros, differs, zero_mask.reshape(new.shape), bad if mask is not None else None

@@ -361,32 +361,35 @@ def _same(x, y):
 
 
 @_jit
-def _summary_row(new, old, zero_mask):
+def _summary_row(new, old, zero_mask, differs, with_masks, mask, with_introduced):
     changes = 0
     zero_count = 0
+    introduced = 0
     for i in range(new.size):
-        zero = new[i] & _MAGNITUDE == 0
+        x, y = new[i], old[i]
+        zero = x & _MAGNITUDE == 0
         zero_mask[i] = zero
         zero_count += zero
-        changes += not _same(new[i], old[i])
-    return changes, zero_count
+        differ = not _same(x, y)
+        changes += differ
+        if with_masks:
+            differs[i] = differ
+        if with_introduced:
+            introduced += mask[i] & (x & _MAGNITUDE >= _INFINITY) & (y & _MAGNITUDE < _INFINITY)
+    return changes, zero_count, introduced
 
 
 @_jit
-def _differs_row(new, old, differs):
-    for i in range(new.size):
-        differs[i] = not _same(new[i], old[i])
-
-
-@_jit
-def summary(new, old, with_masks, differs, zero_mask):
+def summary(new, old, with_masks, differs, zero_mask, mask, with_introduced):
     """writer._differs and arrays.is_zero of float32 bits into `differs` (if
-    `with_masks`) and `zero_mask`, with their counts per row."""
-    rows, size = new.shape
+    `with_masks`) and `zero_mask`, with their counts per row; and, if
+    `with_introduced`, `introduced(mask, new, old)` in the same pass."""
+    rows = new.shape[0]
     changed = np.zeros(rows, np.int64)
     zeros = np.zeros(rows, np.int64)
+    bad = np.zeros(rows, np.int64)
     for r in range(rows):
-        changed[r], zeros[r] = _summary_row(new[r], old[r], zero_mask[r])
-        if with_masks:
-            _differs_row(new[r], old[r], differs[r])
-    return changed, zeros
+        changed[r], zeros[r], bad[r] = _summary_row(
+            new[r], old[r], zero_mask[r], differs[r], with_masks, mask[r], with_introduced
+        )
+    return changed, zeros, bad

@@ -372,18 +372,22 @@ def _host_application(groups, active, rule_amounts, group_words, with_masks, wit
         original = group.reader()
         current = original
         bad = []
-        for index, state in enumerate(active):
-            if state == "off":
-                continue
-            amount = 1.0 if state == "full" else float(rule_amounts[index])
+        indices = [index for index, state in enumerate(active) if state != "off"]
+        for index in indices:
+            amount = 1.0 if active[index] == "full" else float(rule_amounts[index])
             rule = group.rules[index]
             mask = rule.selector.select_host(current, amount, keys[f"{index} select"])
             new = rule.mutator.mutate_host(current, mask, keys[f"{index} mutate"])
-            bad.append(host.introduced(mask, new, current))
+            if len(indices) > 1:  # one rule's are counted with the summary, in its pass
+                bad.append(host.introduced(mask, new, current))
             current = new
         if np.may_share_memory(current, original):  # the reader's buffer is never written out
             current = np.array(current)
-        changed, zero_count, differs, zeros = host.summary(current, original, with_masks)
+        changed, zero_count, differs, zeros, introduced = host.summary(
+            current, original, with_masks, mask if len(indices) == 1 else None
+        )
+        if introduced is not None:
+            bad.append(introduced)
         outputs.append((
             current,
             changed,
