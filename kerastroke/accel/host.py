@@ -271,29 +271,37 @@ def introduced(mask, new, old):
     return _loops().introduced(_mask(mask), _bits(new), _bits(old))
 
 
-def summary(new, original, with_masks, mask=None):
-    """The writer's account of float32 rows: changed and zero entries, their masks.
+def summary(new, original, with_masks, with_keeps, mask=None):
+    """The writer's account of float32 rows: changed and zero entries, the
+    mask of those changed and the keep mask holding the zeros.
 
     Args:
         new, original: float32 batches (R, ...).
         with_masks: Whether to return the mask of changed entries.
+        with_keeps: Whether to return `persistence.keep_mask(new)`.
         mask: None, or the selection of the one rule that made `new` from
             `original`: then `introduced(mask, new, original)` is counted in
             the same pass.
 
     Returns:
-        `(changed (R,), zeros (R,), differs or None, zero mask, introduced
-        (R,) or None)`: counts as int64, masks bool of `new`'s shape;
+        `(changed (R,), zeros (R,), differs or None, keeps or None,
+        introduced (R,) or None)`: counts as int64; `differs` bool and
+        `keeps` int32 (-1 where kept, 0 at a zero), of `new`'s shape;
         changed as the writer's `_differs` counts it (a NaN that stays NaN,
         or a zero that changes sign, has not changed).
     """
     bits = _bits(new)
     rows = bits.shape[0]
     differs = memory.empty(bits.shape if with_masks else (rows, 0), np.bool_)
-    zero_mask = memory.empty(bits.shape, np.bool_)
+    keeps = memory.empty(bits.shape if with_keeps else (rows, 0), np.int32)
     selected = _mask(mask) if mask is not None else np.zeros((rows, 0), np.bool_)
     changed, zeros, bad = _loops().summary(
-        bits, _bits(original), bool(with_masks), differs, zero_mask, selected, mask is not None
+        bits, _bits(original), bool(with_masks), differs, bool(with_keeps), keeps, selected, mask is not None
     )
-    differs = differs.reshape(new.shape) if with_masks else None
-    return changed, zeros, differs, zero_mask.reshape(new.shape), bad if mask is not None else None
+    return (
+        changed,
+        zeros,
+        differs.reshape(new.shape) if with_masks else None,
+        keeps.reshape(new.shape) if with_keeps else None,
+        bad if mask is not None else None,
+    )

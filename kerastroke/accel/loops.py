@@ -361,35 +361,37 @@ def _same(x, y):
 
 
 @_jit
-def _summary_row(new, old, zero_mask, differs, with_masks, mask, with_introduced):
+def _summary_row(new, old, differs, with_masks, keeps, with_keeps, mask, with_introduced):
     changes = 0
     zero_count = 0
     introduced = 0
     for i in range(new.size):
         x, y = new[i], old[i]
         zero = x & _MAGNITUDE == 0
-        zero_mask[i] = zero
         zero_count += zero
         differ = not _same(x, y)
         changes += differ
         if with_masks:
             differs[i] = differ
+        if with_keeps:
+            keeps[i] = np.int32(zero) - 1
         if with_introduced:
             introduced += mask[i] & (x & _MAGNITUDE >= _INFINITY) & (y & _MAGNITUDE < _INFINITY)
     return changes, zero_count, introduced
 
 
 @_jit
-def summary(new, old, with_masks, differs, zero_mask, mask, with_introduced):
-    """writer._differs and arrays.is_zero of float32 bits into `differs` (if
-    `with_masks`) and `zero_mask`, with their counts per row; and, if
-    `with_introduced`, `introduced(mask, new, old)` in the same pass."""
+def summary(new, old, with_masks, differs, with_keeps, keeps, mask, with_introduced):
+    """writer._differs of float32 bits into `differs` (if `with_masks`), and
+    persistence.keep_mask into `keeps` (int32, if `with_keeps`), with the
+    counts of changed and zero entries per row; and, if `with_introduced`,
+    `introduced(mask, new, old)` in the same pass."""
     rows = new.shape[0]
     changed = np.zeros(rows, np.int64)
     zeros = np.zeros(rows, np.int64)
     bad = np.zeros(rows, np.int64)
     for r in range(rows):
         changed[r], zeros[r], bad[r] = _summary_row(
-            new[r], old[r], zero_mask[r], differs[r], with_masks, mask[r], with_introduced
+            new[r], old[r], differs[r], with_masks, keeps[r], with_keeps, mask[r], with_introduced
         )
     return changed, zeros, bad

@@ -383,8 +383,8 @@ def _host_application(groups, active, rule_amounts, group_words, with_masks, wit
             current = new
         if np.may_share_memory(current, original):  # the reader's buffer is never written out
             current = np.array(current)
-        changed, zero_count, differs, zeros, introduced = host.summary(
-            current, original, with_masks, mask if len(indices) == 1 else None
+        changed, zero_count, differs, keeps, introduced = host.summary(
+            current, original, with_masks, with_keeps, mask if len(indices) == 1 else None
         )
         if introduced is not None:
             bad.append(introduced)
@@ -394,7 +394,7 @@ def _host_application(groups, active, rule_amounts, group_words, with_masks, wit
             zero_count,
             np.stack(bad) if bad else np.zeros((0, len(group.variables)), np.int64),
             differs,
-            np.negative(np.logical_not(zeros), dtype=np.int32) if with_keeps else None,
+            keeps,
         ))
     return outputs
 
