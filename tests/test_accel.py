@@ -163,3 +163,34 @@ def test_assigning_the_cpu_paths_memory_leaves_the_variables_their_own(count, wi
             assert lent == [(count, width)]
         else:  # each row lent if it starts on a boundary (all 16-float rows, every 8th of 10)
             assert lent == [(width,)] * sum(row * width * 4 % memory.ALIGNMENT == 0 for row in range(count))
+
+
+@pytest.mark.parametrize("width", [1024, 1 << 14], ids=["small-stacked", "large-one-by-one"])
+def test_many_values_of_separate_blocks_are_assigned_and_kept(width):
+    # Many values of one shape that are not one block's rows (an optimizer's
+    # moments, each zeroed on its own): small ones are stacked into a new
+    # block and lent whole, large ones lent one by one (on TensorFlow).
+    from kerastroke.accel import memory
+
+    count = 20
+    lent = []
+    if keras.backend.backend() == "tensorflow":
+        original = accel._lent
+        accel._lent = lambda value: lent.append(value.shape) or original(value)
+    try:
+        variables = [keras.Variable(np.zeros((width,), "float32")) for _ in range(count)]
+        values = [memory.empty((width,), np.float32) for _ in range(count)]
+        for index, value in enumerate(values):
+            value.fill(float(index))
+        accel.assign(variables, values)
+    finally:
+        if keras.backend.backend() == "tensorflow":
+            accel._lent = original
+    del values, value
+    for _ in range(2 * count):
+        memory.empty((width,), np.float32).fill(-1.0)
+        memory.empty((count, width), np.float32).fill(-1.0)
+    for index, variable in enumerate(variables):
+        assert np.all(numpy(variable) == float(index))
+    if keras.backend.backend() == "tensorflow":
+        assert lent == ([(count, width)] if width < accel._LENT_ONE_BY_ONE_FROM else [(width,)] * count)

@@ -290,7 +290,7 @@ def _tf_assign(variables, values):
             if stacked is not None and _lendable(stacked):
                 _tf_write(targets, _lent(stacked))  # the rows each keep a slice of it
             else:
-                _tf_write(targets, tf.convert_to_tensor(tf.stack(news)))
+                _tf_write(targets, tf.convert_to_tensor(tf.stack(news) if stacked is None else stacked))
             continue
         for target, value in zip(targets, news):
             value = _lent(value) if _lendable(value) else tf.convert_to_tensor(value)
