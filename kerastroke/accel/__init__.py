@@ -43,6 +43,7 @@ import threading
 import keras
 import numpy as np
 
+from kerastroke.accel import memory
 from kerastroke.core import arrays
 
 
@@ -200,8 +201,9 @@ def assign(variables, values):
     value of another shape or dtype, or a variable that is not one plain
     resource (a distributed variable has one per replica), takes Keras's
     path. On PyTorch a float32 NumPy value becomes the variable's memory
-    if it is the CPU path's own, and is copied into it otherwise; on JAX NumPy values of one shape and dtype, from
-    `_STACKED_TRANSFERS_FROM` of them, go to the device in one transfer.
+    if it is the CPU path's own, and is copied into it otherwise; on JAX
+    NumPy values of one shape and dtype, from `_STACKED_TRANSFERS_FROM` of
+    them, go to the device in one transfer.
 
     Example:
     >>> import keras
@@ -270,8 +272,6 @@ def _tf_assign(variables, values):
     returns the variables and values left for Keras's `assign`."""
     import tensorflow as tf
 
-    from kerastroke.accel import memory
-
     def layout(variable, target, value):
         if _plain_tf_variable(target) and _same_layout(value, variable, target):
             return tuple(target.shape), target.dtype
@@ -302,8 +302,6 @@ def _rows_of_one_block(values):
     """The array (len(values), ...) whose consecutive rows `values` are, when
     they are NumPy views of one `memory` block laid out so (the CPU path's
     result, split by `rows`), else None."""
-    from kerastroke.accel import memory
-
     first = values[0]
     if not all(isinstance(value, np.ndarray) for value in values):
         return None
@@ -320,12 +318,11 @@ def _rows_of_one_block(values):
 
 
 def _lendable(value):
-    """True for a NumPy value whose memory TensorFlow may keep as a tensor's
-    without a copy: the CPU path's own (`memory.empty`, which nothing else
-    holds after an application), contiguous and aligned as TensorFlow
-    requires (an unaligned tensor aborts the process in its kernels)."""
-    from kerastroke.accel import memory
-
+    """True for a NumPy value whose memory TensorFlow or PyTorch may keep as
+    a variable's without a copy: the CPU path's own (`memory.empty`, which
+    nothing else holds after an application), contiguous and aligned as
+    TensorFlow requires (an unaligned tensor aborts the process in its
+    kernels)."""
     return (
         isinstance(value, np.ndarray)
         and memory.owner(value) is not None

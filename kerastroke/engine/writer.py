@@ -360,10 +360,11 @@ def _host_application(groups, active, rule_amounts, group_words, with_masks, wit
 
     The same steps in the same order, with the same keys (`group_words`,
     which the compiled call gets as tensors), on float32 NumPy batches: read
-    from the variables (a view of their memory where the backend allows,
-    never written to), each rule's selection and new values, then the
+    from the variables (into the reader's reused buffer, never written to
+    and never written out), each rule's selection and new values, then the
     entries changed, the zeros and the masks holding them in one pass
-    (`accel.host.summary`).
+    (`accel.host.summary`), which also counts a single rule's non-finite
+    values (with several rules, each is counted after its mutation).
     """
     outputs = []
     for group, keys in zip(groups, group_words):
