@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kerastroke import accel
+from kerastroke.accel import memory
 
 
 def numpy(x):
@@ -125,31 +126,30 @@ def test_counts_gives_each_masks_true_entries_per_row():
     assert all(keras.backend.standardize_dtype(c.dtype) == "int32" for c in found)
 
 
+@pytest.fixture
+def lent(monkeypatch):
+    """The shapes of the values TensorFlow is handed without a copy (`accel._lent`)."""
+    shapes = []
+    original = accel._lent
+    monkeypatch.setattr(accel, "_lent", lambda value: shapes.append(value.shape) or original(value))
+    return shapes
+
+
 @pytest.mark.parametrize("count", [3, 20], ids=["op-by-op", "one-graph-call"])
 @pytest.mark.parametrize("width", [16, 10], ids=["aligned-rows", "unaligned-rows"])
-def test_assigning_the_cpu_paths_memory_leaves_the_variables_their_own(count, width):
+def test_assigning_the_cpu_paths_memory_leaves_the_variables_their_own(count, width, lent):
     # The CPU path's results live in `accel.memory` blocks. TensorFlow keeps
     # such a block as the variables' memory without a copy (DLPack) where it
     # is aligned as its kernels require; rows that are not are copied (an
     # unaligned tensor would abort the process in a reduction). Either way
     # the block is reused only once no variable holds it.
-    from kerastroke.accel import memory
-
-    lent = []
-    if keras.backend.backend() == "tensorflow":
-        original = accel._lent
-        accel._lent = lambda value: lent.append(value.shape) or original(value)
-    try:
-        variables = [keras.Variable(np.zeros((width,), "float32")) for _ in range(count)]
-        entries = 1 << 16  # a pooled size, of which the rows take the start
-        block = memory.empty((entries,), np.float32)
-        stacked = block[: count * width].reshape(count, width)
-        expected = np.arange(count * width, dtype=np.float32).reshape(count, width)
-        stacked[...] = expected
-        accel.assign(variables, list(stacked))
-    finally:
-        if keras.backend.backend() == "tensorflow":
-            accel._lent = original
+    variables = [keras.Variable(np.zeros((width,), "float32")) for _ in range(count)]
+    entries = 1 << 16  # a pooled size, of which the rows take the start
+    block = memory.empty((entries,), np.float32)
+    stacked = block[: count * width].reshape(count, width)
+    expected = np.arange(count * width, dtype=np.float32).reshape(count, width)
+    stacked[...] = expected
+    accel.assign(variables, list(stacked))
     del block, stacked
     for _ in range(3):  # blocks of that size, taken and overwritten
         memory.empty((entries,), np.float32).fill(-1.0)
@@ -166,26 +166,16 @@ def test_assigning_the_cpu_paths_memory_leaves_the_variables_their_own(count, wi
 
 
 @pytest.mark.parametrize("width", [1024, 1 << 14], ids=["small-stacked", "large-one-by-one"])
-def test_many_values_of_separate_blocks_are_assigned_and_kept(width):
+def test_many_values_of_separate_blocks_are_assigned_and_kept(width, lent):
     # Many values of one shape that are not one block's rows (an optimizer's
     # moments, each zeroed on its own): small ones are stacked into a new
     # block and lent whole, large ones lent one by one (on TensorFlow).
-    from kerastroke.accel import memory
-
     count = 20
-    lent = []
-    if keras.backend.backend() == "tensorflow":
-        original = accel._lent
-        accel._lent = lambda value: lent.append(value.shape) or original(value)
-    try:
-        variables = [keras.Variable(np.zeros((width,), "float32")) for _ in range(count)]
-        values = [memory.empty((width,), np.float32) for _ in range(count)]
-        for index, value in enumerate(values):
-            value.fill(float(index))
-        accel.assign(variables, values)
-    finally:
-        if keras.backend.backend() == "tensorflow":
-            accel._lent = original
+    variables = [keras.Variable(np.zeros((width,), "float32")) for _ in range(count)]
+    values = [memory.empty((width,), np.float32) for _ in range(count)]
+    for index, value in enumerate(values):
+        value.fill(float(index))
+    accel.assign(variables, values)
     del values, value
     for _ in range(2 * count):
         memory.empty((width,), np.float32).fill(-1.0)
