@@ -282,8 +282,10 @@ def _tf_assign(variables, values):
     batches, rest = _by_layout(items, layout)
     for batch in batches.values():
         targets, news = [target for _, target, _ in batch], [value for _, _, value in batch]
-        separate = math.prod(targets[0].shape) >= _LENT_ONE_BY_ONE_FROM and all(_lendable(v) for v in news)
-        if len(batch) >= _GRAPH_WRITES_FROM and not separate:
+        # Few values, or large ones that can all be lent, go one by one.
+        one_by_one = len(batch) < _GRAPH_WRITES_FROM or math.prod(targets[0].shape) >= _LENT_ONE_BY_ONE_FROM
+        lendable = [_lendable(value) for value in news] if one_by_one else None
+        if not one_by_one or (len(batch) >= _GRAPH_WRITES_FROM and not all(lendable)):
             stacked = _rows_of_one_block(news)
             if stacked is None and all(isinstance(v, np.ndarray) for v in news):
                 stacked = np.stack(news, out=memory.empty((len(news),) + news[0].shape, news[0].dtype))
@@ -292,8 +294,8 @@ def _tf_assign(variables, values):
             else:
                 _tf_write(targets, tf.convert_to_tensor(tf.stack(news) if stacked is None else stacked))
             continue
-        for target, value in zip(targets, news):
-            value = _lent(value) if _lendable(value) else tf.convert_to_tensor(value)
+        for target, value, lend in zip(targets, news, lendable):
+            value = _lent(value) if lend else tf.convert_to_tensor(value)
             tf.raw_ops.AssignVariableOp(resource=target.handle, value=value)
     return rest
 
