@@ -24,7 +24,8 @@ _MAGNITUDE = np.uint32(0x7FFFFFFF)
 _INFINITY = np.uint32(0x7F800000)
 _LEFT_OUT = np.uint32(0xFFFFFFFF)
 _HEAD = np.uint32(0xFFFFF000)  # a float32's sign, exponent and top 11 stored bits
-_SMALLEST_NORMAL = np.float32(2.0**-126)
+_TINY = np.uint32(0x00800000)  # float32's smallest normal, 2**-126, as bits
+_SMALLEST_NORMAL = _TINY.view(np.float32)  # and as a float
 
 
 @_jit
@@ -317,9 +318,6 @@ def zeros(bits, out):
     for i in range(flat.size):
         done[i] = flat[i] & _MAGNITUDE == 0
     return out
-
-
-_TINY = np.uint32(0x00800000)  # float32's smallest normal
 
 
 @_jit
