@@ -95,6 +95,33 @@ def test_assign_and_host_reader_give_each_variable_its_own_row(count):
     assert np.array_equal(read(), values + 1.0)  # a reader reads the current values each call
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="graph calls are TensorFlow's only")
+def test_tensorflow_graph_calls_give_the_same_rows_without_the_private_flat_call(monkeypatch):
+    # Graph reads and writes pass the variables' handles to the private
+    # `ConcreteFunction._call_flat`; a TensorFlow without it takes the public call.
+    calls = []
+
+    class PublicOnly:
+        def __init__(self, graph):
+            self.graph, self.captured_inputs = graph, graph.captured_inputs
+
+        def __call__(self, *args):
+            calls.append(len(args[0]))
+            return self.graph(*args)
+
+    flat_call = accel._flat_call
+    monkeypatch.setattr(accel, "_TF_GRAPHS", {})
+    monkeypatch.setattr(accel, "_flat_call", lambda graph: flat_call(PublicOnly(graph)))
+    short = max(accel._GRAPH_READS_FROM, accel._GRAPH_WRITES_FROM)
+    count = 2 * accel._GRAPH_CHUNK + short  # two full chunks and a short one, all graph calls
+    variables = [keras.Variable(np.zeros((2, 3), "float32")) for _ in range(count)]
+    values = np.arange(count * 6, dtype="float32").reshape(count, 2, 3)
+    accel.assign(variables, [keras.ops.convert_to_tensor(v) for v in values])
+    assert [numpy(v).tolist() for v in variables] == values.tolist()
+    assert np.array_equal(accel.host_reader(variables)(), values)
+    assert calls == [accel._GRAPH_CHUNK, accel._GRAPH_CHUNK, short] * 2  # written, then read, by the public call
+
+
 @pytest.mark.parametrize("width", [32, 5, 4])
 def test_kth_smallest_is_the_sorted_rows_kth_entry_or_none_on_tensorflow(width):
     # Over fewer bits, the values lie in [0, 2**width), apart from entries

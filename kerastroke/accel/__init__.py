@@ -415,8 +415,13 @@ def _tf_graph(kind, targets):
     The variables are arguments, not captured: the function holds none of
     them alive and serves any variables of that count, shape and dtype.
     It is traced once per such signature and kept for the process as a
-    concrete function, which is called without `tf.function`'s matching
-    of arguments (512 variables: 3 ms a call against 7 ms).
+    concrete function. The returned callable, `call(variables, *tensors)`,
+    passes the variables' resource handles to it flat, where TensorFlow
+    has the flat call (`ConcreteFunction._call_flat`, private, present
+    from 2.4 on; without it the public call): TensorFlow's own argument
+    handling checks each variable and records its access for gradient
+    tapes, about 4 us a variable (64 reads of 64 x 64: 0.48 ms a call
+    against 0.22 ms), which the writer never needs.
     """
     import tensorflow as tf
 
@@ -443,8 +448,17 @@ def _tf_graph(kind, targets):
             spec = tf.TensorSpec((None,) + tuple(first.shape), first.dtype)
             start = tf.TensorSpec((), tf.int32)
             graph = tf.function(write, autograph=False).get_concrete_function(list(targets), spec, start)
-        _TF_GRAPHS[key] = graph
+        _TF_GRAPHS[key] = _flat_call(graph)
     return _TF_GRAPHS[key]
+
+
+def _flat_call(graph):
+    """`call(variables, *tensors)` of a concrete function traced with a list
+    of variables and then tensors (see `_tf_graph`)."""
+    flat, captured = getattr(graph, "_call_flat", None), graph.captured_inputs
+    if flat is None:
+        return lambda variables, *tensors: graph(variables, *tensors)
+    return lambda variables, *tensors: flat([v.handle for v in variables] + list(tensors), captured)
 
 
 def _torch_assign(variables, values):
