@@ -122,7 +122,7 @@ def host_reader(variables):
     `variable.numpy()`; TensorFlow copies a variable's buffer before writing
     it in place while a read of it is alive), from `_GRAPH_READS_FROM`
     variables all in one graph call per chunk (`_tf_graph`); on PyTorch as
-    the tensor's own memory. Several variables are then stacked into one
+    the tensor's own memory, on JAX as the array's (on a CPU). Several variables are then stacked into one
     buffer per reader and thread, reused by every call: the CPU path only
     reads it, and fresh memory of that size costs more than the copy (on
     this machine glibc hands large freed blocks back to the system, and the
@@ -177,6 +177,10 @@ def _host_views(variables):
             return [arrays.to_numpy(value) for value in values]
 
         return torch_views
+    if backend == "jax":
+        # A JAX array in host memory is viewed, not copied as Keras's
+        # `convert_to_numpy` does (512 kernels of 64 x 64: 1.1 ms against 3.9).
+        return lambda: [np.asarray(v.value) for v in variables]
     return lambda: [arrays.to_numpy(v.value) for v in variables]
 
 
