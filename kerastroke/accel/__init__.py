@@ -283,9 +283,14 @@ def _tf_assign(variables, values):
     import tensorflow as tf
 
     def layout(variable, target, value):
-        if _plain_tf_variable(target) and _same_layout(value, variable, target):
-            return tuple(target.shape), target.dtype
-        return None
+        if not _plain_tf_variable(target):
+            return None
+        shape, dtype = arrays.shape(variable), target.dtype
+        if isinstance(value, np.ndarray):
+            same = value.shape == shape and value.dtype == dtype.as_numpy_dtype
+        else:
+            same = getattr(value, "dtype", None) == dtype and getattr(value, "shape", None) == target.shape
+        return (shape, dtype) if same else None
 
     # (Keras's `variable.value` costs about 5 us: read once per variable.)
     items = [(variable, variable.value, value) for variable, value in zip(variables, values)]
@@ -356,14 +361,6 @@ def _plain_tf_variable(value):
     import tensorflow as tf
 
     return isinstance(value, tf.Variable) and not isinstance(value, tf.distribute.DistributedValues)
-
-
-def _same_layout(value, variable, target):
-    """`value` (NumPy or a tensor) has the shape and dtype of `variable`, whose
-    `tf.Variable` is `target`."""
-    if isinstance(value, np.ndarray):
-        return value.dtype == target.dtype.as_numpy_dtype and value.shape == arrays.shape(variable)
-    return getattr(value, "dtype", None) == target.dtype and getattr(value, "shape", None) == target.shape
 
 
 # From how many variables of one shape and dtype TensorFlow reads or writes
