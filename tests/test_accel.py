@@ -50,6 +50,31 @@ def test_assign_where_keeps_order_across_shapes_and_dtypes(monkeypatch, stacked_
     assert olds[0].tolist() == [1.0, 2.0, 3.0]  # inputs untouched
 
 
+@pytest.mark.parametrize("masks_from", ["one-block", "separate-arrays"])
+def test_zeroing_under_many_host_masks_zeroes_each_variable_under_its_own(masks_from):
+    # Optimizer moments reset under the CPU path's NumPy masks: on the CPU
+    # path, variables of one shape are zeroed as one batch (the masks read as
+    # one block's rows where they are, as the writer's are), and each still
+    # gets its own mask; a variable of another shape is zeroed alone.
+    count, shape = 20, (64, 64)  # the masks' block is large enough to be pooled
+    rng = np.random.default_rng(0)
+    olds = rng.uniform(1.0, 2.0, size=(count,) + shape).astype("float32")
+    chosen = rng.random((count,) + shape) < 0.3
+    if masks_from == "one-block":
+        masks = memory.empty((count,) + shape, np.bool_)
+        masks[...] = chosen
+        masks = list(masks)
+    else:
+        masks = [np.array(mask) for mask in chosen]
+    odd = keras.Variable(np.ones((5,), "float32"))
+    variables = [keras.Variable(old) for old in olds]
+    accel.assign_where(variables[:7] + [odd] + variables[7:], masks[:7] + [np.array([1, 0, 0, 0, 1], bool)] + masks[7:],
+                       [None] * (count + 1))
+    for variable, old, mask in zip(variables, olds, chosen):
+        assert np.array_equal(numpy(variable), np.where(mask, np.float32(0.0), old))
+    assert numpy(odd).tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+
+
 def test_rows_gives_each_row_as_its_own_tensor():
     stacked = keras.ops.convert_to_tensor(np.arange(12, dtype="float32").reshape(3, 2, 2))
     rows = accel.rows(stacked)
