@@ -122,14 +122,15 @@ def host_reader(variables):
     `variable.numpy()`; TensorFlow copies a variable's buffer before writing
     it in place while a read of it is alive), from `_GRAPH_READS_FROM`
     variables all in one graph call per chunk (`_tf_graph`); on PyTorch as
-    the tensor's own memory, on JAX as the array's (on a CPU). Several variables are then stacked into one
-    buffer per reader and thread, reused by every call: the CPU path only
-    reads it, and fresh memory of that size costs more than the copy (on
-    this machine glibc hands large freed blocks back to the system, and the
-    next use faults every page in again; Pruning on 4 x 1024^2, 26 to 10 ms
-    on TensorFlow and 24 to 10 on PyTorch). So a call's result is valid
-    until the same thread's next call, and must never be handed to a
-    backend. A single variable's memory is viewed, not copied.
+    the tensor's own memory; on JAX as the array's (on a CPU). Several
+    variables are then stacked into one buffer per reader and thread,
+    reused by every call: the CPU path only reads it, and fresh memory of
+    that size costs more than the copy (on this machine glibc hands large
+    freed blocks back to the system, and the next use faults every page in
+    again; Pruning on 4 x 1024^2, 26 to 10 ms on TensorFlow and 24 to 10 on
+    PyTorch). So a call's result is valid until the same thread's next
+    call, and must never be handed to a backend. A single variable's memory
+    is viewed, not copied.
 
     Example:
     >>> import keras
@@ -591,11 +592,12 @@ def _zeroed_on_host(targets, masks, news):
     its loops (`accel.host.fill`) where every target is a float32 variable
     in host memory on a backend that takes the CPU path; returns whether it
     was. An optimizer's moments under SET's masks on 4 x 1024^2: one pass
-    and no copy each, against a conversion, a `where` and a copy. Targets
-    of one shape are read into one batch and filled in one call, so their
-    results are one block's rows, assigned together (SET's 1024 Adam
-    moments on 512 x 64^2: 53 to 36 ms an application, against a call and
-    a block per moment)."""
+    and no copy each, against a conversion, a `where` and a copy. Small
+    targets of one shape (under `_LENT_ONE_BY_ONE_FROM` entries, which
+    TensorFlow would take stacked anyway) are read into one batch and
+    filled in one call, so their results are one block's rows, assigned
+    together (SET's 1024 Adam moments on 512 x 64^2: 53 to 36 ms an
+    application, against a call and a block per moment)."""
     from kerastroke.accel import host
 
     if (
@@ -608,14 +610,15 @@ def _zeroed_on_host(targets, masks, news):
     ):
         return False
     views = _host_views(targets)()
-    by_shape = {}
+    batches = {}  # positions of small targets by shape; a large one alone
     for position, view in enumerate(views):
-        by_shape.setdefault(view.shape, []).append(position)
+        batches.setdefault(view.shape if view.size < _LENT_ONE_BY_ONE_FROM else ("alone", position), []).append(position)
     values = [None] * len(targets)
-    for shape, positions in by_shape.items():
+    for positions in batches.values():
         if len(positions) == 1:
             values[positions[0]] = host.fill(views[positions[0]], masks[positions[0]], 0.0)
             continue
+        shape = views[positions[0]].shape
         batch = np.stack([views[p] for p in positions], out=memory.empty((len(positions),) + shape, np.float32))
         chosen = [masks[p] for p in positions]
         block = _rows_of_one_block(chosen)
