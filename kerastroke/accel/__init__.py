@@ -425,8 +425,8 @@ def _tf_graph(kind, targets):
     It is traced once per such signature and kept for the process as a
     concrete function. The returned callable, `call(variables, *tensors)`,
     passes the variables' resource handles to it flat, where TensorFlow
-    has the flat call (`ConcreteFunction._call_flat`, private, present
-    from 2.4 on; without it the public call): TensorFlow's own argument
+    has the flat call (`ConcreteFunction._call_flat(inputs, captured)`,
+    private; without it, the public call): TensorFlow's own argument
     handling checks each variable and records its access for gradient
     tapes, about 4 us a variable (64 reads of 64 x 64: 0.48 ms a call
     against 0.22 ms), which the writer never needs.
