@@ -232,14 +232,35 @@ def test_a_rule_redrawing_from_an_unknown_initializer_takes_the_compiled_path():
 
 
 @given(values=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=300), data=st.data())
-def test_the_radix_selection_gives_the_kth_smallest(values, data):
+def test_the_radix_selection_gives_the_kth_smallest_and_the_keys_below_and_equal(values, data):
     from kerastroke.accel import loops
 
     keys = np.array(values, dtype=np.uint32)
     if data.draw(st.booleans()):  # many equal keys, as the zeros of a pruned tensor
         keys[: len(keys) // 2] = keys[0]
     k = data.draw(st.integers(1, len(keys)))
-    assert int(loops._kth(keys, k, np.empty(len(keys) + 1, np.uint32))) == int(np.sort(keys)[k - 1])
+    threshold, below, tied = loops._kth(keys, k, np.empty(len(keys) + 1, np.uint32))
+    assert int(threshold) == int(np.sort(keys)[k - 1])
+    assert (int(below), int(tied)) == (int(np.sum(keys < threshold)), int(np.sum(keys == threshold)))
+
+
+def test_the_smallest_loop_keeps_exact_counts_when_the_threshold_is_the_left_out_key():
+    # An eligible NaN whose magnitude bits are all ones has the key that
+    # marks left-out entries; at that threshold the radix selection's count
+    # of equal keys includes the left-out ones, and the ties are still drawn
+    # among the eligible entries only. (The built-in selectors never make a
+    # NaN eligible; the loop stays exact for any mask.)
+    from kerastroke.accel import loops
+
+    bits = np.array([[0x7FFFFFFF, 0xFFFFFFFF, 0x7FFFFFFF, 0x3F800000]], dtype=np.uint32)
+    eligible = np.array([[True, True, False, True]])
+    out = np.empty((1, 4), bool)
+    scratch = (np.empty(4, np.uint32), np.empty(4, np.uint32), np.empty(5, np.uint32))
+    for seed in range(8):
+        words = np.array([seed], np.uint32), np.array([seed + 100], np.uint32)
+        loops.smallest(bits, eligible, np.array([2]), *words, out, *scratch)
+        assert out[0, 3] and not out[0, 2]  # the one below the threshold, never the left-out one
+        assert out[0, :2].sum() == 1  # and one of the two tied eligible entries
 
 
 def test_host_pieces_never_write_their_inputs():

