@@ -161,8 +161,9 @@ def smallest(bits, eligible, k, t0, t1, out, keys, ties, rest):
             continue
         threshold, below, tied = _kth(keys, want, rest)
         need = want - below
-        # At a threshold of _LEFT_OUT, `tied` counts the left-out entries
-        # too, so it exceeds `need` and the ties are drawn below: exact.
+        # At a threshold of _LEFT_OUT, `tied` also counts any left-out
+        # entries; then it exceeds `need` and the ties are drawn below
+        # among the eligible ones, which is exact.
         if tied == need:
             for i in range(size):
                 out[r, i] = eligible[r, i] & (keys[i] <= threshold)
