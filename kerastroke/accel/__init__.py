@@ -270,9 +270,7 @@ def _jax_assign(variables, values):
             rest[0].extend(variable for variable, _ in pairs)
             rest[1].extend(value for _, value in pairs)
             continue
-        news = [value for _, value in pairs]
-        block = _rows_of_one_block(news)  # the CPU path's result, handed over as it is
-        stacked = jax.device_put(np.stack(news) if block is None else block)
+        stacked = jax.device_put(_one_block([value for _, value in pairs]))
         for (variable, _), row in zip(pairs, rows(stacked)):
             variable.assign(row)
     return rest
@@ -302,9 +300,7 @@ def _tf_assign(variables, values):
         one_by_one = len(batch) < _GRAPH_WRITES_FROM or math.prod(targets[0].shape) >= _LENT_ONE_BY_ONE_FROM
         lendable = [_lendable(value) for value in news] if one_by_one else None
         if not one_by_one or (len(batch) >= _GRAPH_WRITES_FROM and not all(lendable)):
-            stacked = _rows_of_one_block(news)
-            if stacked is None and all(isinstance(v, np.ndarray) for v in news):
-                stacked = np.stack(news, out=memory.empty((len(news),) + news[0].shape, news[0].dtype))
+            stacked = _one_block(news)
             if stacked is not None and _lendable(stacked):
                 _tf_write(targets, _lent(stacked))  # the rows each keep a slice of it
             else:
@@ -316,13 +312,24 @@ def _tf_assign(variables, values):
     return rest
 
 
-def _rows_of_one_block(values):
-    """The array (len(values), ...) whose consecutive rows `values` are, when
-    they are NumPy views of one `memory` block laid out so (the CPU path's
-    result, split by `rows`), else None."""
-    first = values[0]
+def _one_block(values):
+    """NumPy `values` of one shape and dtype as one array (len(values), ...)
+    in `memory`: the block whose rows they are (`_rows_of_one_block`, no
+    copy), else a new one they are stacked into; None if any is not a
+    NumPy array."""
     if not all(isinstance(value, np.ndarray) for value in values):
         return None
+    block = _rows_of_one_block(values)
+    if block is None:
+        block = np.stack(values, out=memory.empty((len(values),) + values[0].shape, values[0].dtype))
+    return block
+
+
+def _rows_of_one_block(values):
+    """The array (len(values), ...) whose consecutive rows the NumPy `values`
+    are, when they are views of one `memory` block laid out so (the CPU
+    path's result, split by `rows`), else None."""
+    first = values[0]
     block = memory.owner(first)
     if block is None or not first.flags.c_contiguous:
         return None
@@ -618,11 +625,8 @@ def _zeroed_on_host(targets, masks, news):
         if len(positions) == 1:
             values[positions[0]] = host.fill(views[positions[0]], masks[positions[0]], 0.0)
             continue
-        shape = views[positions[0]].shape
-        batch = np.stack([views[p] for p in positions], out=memory.empty((len(positions),) + shape, np.float32))
-        chosen = [masks[p] for p in positions]
-        block = _rows_of_one_block(chosen)
-        for position, value in zip(positions, host.fill(batch, np.stack(chosen) if block is None else block, 0.0)):
+        batch, chosen = _one_block([views[p] for p in positions]), _one_block([masks[p] for p in positions])
+        for position, value in zip(positions, host.fill(batch, chosen, 0.0)):
             values[position] = value
     assign(targets, values)
     return True

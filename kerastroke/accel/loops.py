@@ -51,11 +51,17 @@ def _rank(k0, k1, position):
 
 
 @_jit
+def _bin(histogram, digit):
+    """The count of `digit`, summed over the histogram's four copies."""
+    return histogram[0, digit] + histogram[1, digit] + histogram[2, digit] + histogram[3, digit]
+
+
+@_jit
 def _digit(histogram, left):
     """The digit where the counts (summed over the copies) reach `left`, and what is left."""
     digit = 0
     while True:
-        here = histogram[0, digit] + histogram[1, digit] + histogram[2, digit] + histogram[3, digit]
+        here = _bin(histogram, digit)
         if here >= left:
             return digit, left
         left -= here
@@ -85,7 +91,7 @@ def _kth(keys, k, rest):
     for i in range(keys.size):
         histogram[i & 3, keys[i] >> np.uint32(21)] += 1
     top, left = _digit(histogram, k)
-    count = histogram[0, top] + histogram[1, top] + histogram[2, top] + histogram[3, top]
+    count = _bin(histogram, top)
     j = 0
     for i in range(keys.size):
         rest[j] = keys[i]
@@ -99,7 +105,7 @@ def _kth(keys, k, rest):
         key = rest[i]
         histogram[i & 3, key & np.uint32(1023)] += (key >> np.uint32(10)) & np.uint32(2047) == np.uint32(middle)
     low, left = _digit(histogram, left)
-    tied = histogram[0, low] + histogram[1, low] + histogram[2, low] + histogram[3, low]
+    tied = _bin(histogram, low)
     return (np.uint32(top) << np.uint32(21)) | (np.uint32(middle) << np.uint32(10)) | np.uint32(low), k - left, tied
 
 
