@@ -51,12 +51,14 @@ def test_assign_where_keeps_order_across_shapes_and_dtypes(monkeypatch, stacked_
 
 
 @pytest.mark.parametrize("masks_from", ["one-block", "separate-arrays"])
-def test_zeroing_under_many_host_masks_zeroes_each_variable_under_its_own(masks_from):
-    # Optimizer moments reset under the CPU path's NumPy masks: on the CPU
-    # path, variables of one shape are zeroed as one batch (the masks read as
-    # one block's rows where they are, as the writer's are), and each still
-    # gets its own mask; a variable of another shape is zeroed alone.
-    count, shape = 20, (64, 64)  # the masks' block is large enough to be pooled
+@pytest.mark.parametrize("count, shape", [(20, (64, 64)), (70, (8, 8))], ids=["one-chunk", "two-chunks"])
+def test_zeroing_under_many_host_masks_zeroes_each_variable_under_its_own(masks_from, count, shape):
+    # Optimizer moments reset under the CPU path's NumPy masks: variables of
+    # one shape are zeroed as one batch (the masks read as one block's rows
+    # where they are, as the writer's are; on TensorFlow in graph calls of at
+    # most 64 variables, each from its own rows), and each still gets its
+    # own mask; a variable of another shape is zeroed alone. The masks of
+    # 20 x 64 x 64 make a block large enough to be pooled; 70 x 8 x 8 not.
     rng = np.random.default_rng(0)
     olds = rng.uniform(1.0, 2.0, size=(count,) + shape).astype("float32")
     chosen = rng.random((count,) + shape) < 0.3
