@@ -238,3 +238,22 @@ def test_many_values_of_separate_blocks_are_assigned_and_kept(width, lent):
         assert np.all(numpy(variable) == float(index))
     if keras.backend.backend() == "tensorflow":
         assert lent == ([(count, width)] if width < accel._LENT_ONE_BY_ONE_FROM else [(width,)] * count)
+
+
+def test_values_are_what_keras_value_gives_inside_and_outside_scopes():
+    # `accel._values` reads a PyTorch variable's tensor directly only where
+    # that is what `variable.value` gives: a stateless scope's value and an
+    # autocast scope's cast must still come through.
+    from keras.src.backend.common.variables import AutocastScope
+
+    variable = keras.Variable(np.array([1.0, 2.0], "float32"))
+    tensor = keras.ops.convert_to_tensor(np.array([3.0], "float32"))
+    (value, same) = accel._values([variable, tensor])
+    assert numpy(value).tolist() == [1.0, 2.0] and same is tensor
+    if keras.backend.backend() == "torch":
+        assert value is variable.value  # the held tensor itself, not a copy
+    stand_in = keras.ops.convert_to_tensor(np.array([5.0, 6.0], "float32"))
+    with keras.StatelessScope(state_mapping=[(variable, stand_in)]):
+        assert numpy(accel._values([variable])[0]).tolist() == [5.0, 6.0]
+    with AutocastScope("float16"):
+        assert keras.backend.standardize_dtype(accel._values([variable])[0].dtype) == "float16"

@@ -90,8 +90,7 @@ def host_path(variables):
     backend = keras.backend.backend()
     if backend not in HOST_BACKENDS or not host.available():
         return False
-    for variable in variables:
-        value = getattr(variable, "value", variable)
+    for value in _values(variables):
         if backend == "torch" and value.device.type != "cpu":
             return False
         if backend == "tensorflow" and "CPU" not in value.device.upper():
@@ -172,7 +171,7 @@ def _host_views(variables):
         import torch
 
         def torch_views():
-            values = [v.value.detach() for v in variables]
+            values = [value.detach() for value in _values(variables)]
             if all(value.device.type == "cpu" and value.dtype != torch.bfloat16 for value in values):
                 return [value.numpy() for value in values]
             return [arrays.to_numpy(value) for value in values]
@@ -226,6 +225,37 @@ def assign(variables, values):
         variables, values = _jax_assign(variables, values)
     for variable, value in zip(variables, values):
         variable.assign(value)
+
+
+def _values(variables):
+    """Keras's `variable.value` of each of `variables` (anything else as it is).
+
+    On PyTorch, outside Keras's stateless and autocast scopes and its "meta"
+    device, that value is the tensor the variable holds (`_value`), which is
+    read directly: `value` checks the scopes again at every read, about 3 us
+    each, and an application on 512 kernels read thousands (its Adam
+    moments too). The scopes are checked once here instead; where Keras's
+    internals are not as expected, every value is read through `value`.
+    """
+    direct = keras.backend.backend() == "torch" and _torch_scopes_plain()
+    return [
+        (variable._value if direct and variable._value is not None else variable.value)
+        if isinstance(variable, keras.Variable)
+        else getattr(variable, "value", variable)
+        for variable in variables
+    ]
+
+
+def _torch_scopes_plain():
+    """True when no stateless or autocast scope is active and Keras's
+    PyTorch device is not "meta" (where `value` gives a stand-in)."""
+    try:
+        from keras.src.backend.common.stateless_scope import in_stateless_scope
+        from keras.src.backend.common.variables import get_autocast_scope
+        from keras.src.backend.torch.core import get_device
+    except ImportError:
+        return False
+    return not in_stateless_scope() and get_autocast_scope() is None and str(get_device()) != "meta"
 
 
 def _by_layout(items, layout):
@@ -496,8 +526,7 @@ def _torch_assign(variables, values):
 
     rest = ([], [])
     with torch.no_grad():
-        for variable, value in zip(variables, values):
-            target = variable.value
+        for variable, target, value in zip(variables, _values(variables), values):
             if (
                 isinstance(value, np.ndarray)
                 and value.dtype == np.float32
