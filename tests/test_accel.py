@@ -257,3 +257,21 @@ def test_values_are_what_keras_value_gives_inside_and_outside_scopes():
         assert numpy(accel._values([variable])[0]).tolist() == [5.0, 6.0]
     with AutocastScope("float16"):
         assert keras.backend.standardize_dtype(accel._values([variable])[0].dtype) == "float16"
+
+
+def test_assign_takes_numpy_values_of_every_dtype_without_aliasing_them():
+    # Integer and bool values (the masks that hold zeros are int32) go the
+    # fast way too; on TensorFlow and PyTorch a NumPy value that is not the
+    # CPU path's own is copied, so changing it afterwards changes no
+    # variable. (JAX's CPU client may keep an aligned NumPy array's memory
+    # through Keras's own `assign` as well; the engine never writes a value
+    # it has assigned, so that is not checked there.)
+    dtypes = ["int32", "float64", "bool", "uint8", "float32"]
+    variables = [keras.Variable(np.zeros((3,), d), dtype=d, trainable=False) for d in dtypes]
+    values = [np.array([1, 2, 3], d) for d in dtypes]
+    accel.assign(variables, values)
+    if keras.backend.backend() != "jax":
+        for value in values:
+            value[...] = 0
+    assert [numpy(v).tolist() for v in variables] == [[1, 2, 3], [1.0, 2.0, 3.0], [True, True, True], [1, 2, 3], [1.0, 2.0, 3.0]]
+    assert [keras.backend.standardize_dtype(v.dtype) for v in variables] == dtypes
