@@ -461,7 +461,8 @@ class DropAndGrowValues:
             return None
 
         def mutate_host(weights, mask, keys):
-            grow_mask = np.logical_and(mask, host.zeros(weights))
+            empty = host.zeros(weights)
+            grow_mask = np.logical_and(mask, empty, out=empty)  # `empty` is this call's own
             grown = grow(weights, grow_mask, hashing.derive_on_host(keys, "grow"))
             return host.drop_and_grow(weights, mask, grow_mask, grown)
 

@@ -425,12 +425,11 @@ class DropAndGrowSelection:
         return ops.logical_or(drop, grow)
 
     def select_host(self, weights, amount, keys):
-        empty = host.zeros(weights)
-        active = np.logical_and(host.finite(weights), np.logical_not(empty))
-        k = np.minimum(host.to_pick(amount, host.count(active)), host.count(empty))
+        active, empty, active_count, empty_count = host.active_and_empty(weights)
+        k = np.minimum(host.to_pick(amount, active_count), empty_count)
         drop = host.smallest(weights, active, k, hashing.derive_on_host(keys, "drop"))
         grow = host.choose(empty, k, hashing.derive_on_host(keys, "grow"))
-        return np.logical_or(drop, grow)
+        return np.logical_or(drop, grow, out=drop)  # `drop` is this call's own
 
 
 smallest_magnitude = SmallestMagnitude

@@ -140,6 +140,29 @@ def test_drop_and_grow_host_matches_batched(batch, amount, seed, mask_seed):
         np.testing.assert_array_equal(mutator.mutate_host(batch, chosen, keys).view(np.uint32), expected)
 
 
+def test_active_and_empty_reads_each_entry_once_and_counts_per_row():
+    # Drop-and-grow's eligibility in one pass: a subnormal is active (not
+    # empty), -0.0 is empty, NaN and inf are neither.
+    weights = np.array([[0.0, -0.0, np.nan, np.inf, 1e-45, 0.5], [1.0, -2.0, 0.0, -np.inf, 3.0, 4.0]], np.float32)
+    before = weights.copy()
+    active, empty, active_count, empty_count = host.active_and_empty(weights)
+    assert active.tolist() == [[False, False, False, False, True, True], [True, True, False, False, True, True]]
+    assert empty.tolist() == [[True, True, False, False, False, False], [False, False, True, False, False, False]]
+    assert active_count.tolist() == [2, 4] and empty_count.tolist() == [2, 1]
+    np.testing.assert_array_equal(weights.view(np.uint32), before.view(np.uint32))
+
+
+def test_drop_and_grow_host_forms_leave_their_inputs_alone():
+    weights = np.array([[0.0, 0.3, 0.0, -0.1, 0.2, 0.0]], np.float32)
+    mask = np.array([[True, False, False, True, False, True]])
+    saved_weights, saved_mask = weights.copy(), mask.copy()
+    keys = _keys(1, 5)
+    selectors.drop_and_grow().select_host(weights, 0.5, keys)
+    mutators.drop_and_grow(mutators.initializer("glorot_uniform")).mutate_host(weights, mask, keys)
+    np.testing.assert_array_equal(weights, saved_weights)
+    np.testing.assert_array_equal(mask, saved_mask)
+
+
 _FUSES_ON_JAX = pytest.mark.skipif(
     keras.backend.backend() == "jax",
     reason=(

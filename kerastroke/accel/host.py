@@ -257,6 +257,16 @@ def zeros(weights):
     return _loops().zeros(bits, memory.empty(bits.shape, np.bool_)).reshape(weights.shape)
 
 
+def active_and_empty(weights):
+    """Drop-and-grow's eligibility for float32 `weights` (R, ...), in one pass:
+    the entries finite and not zero, those +0.0 or -0.0 (read from the
+    bits), and their counts per row (int64 (R,) each)."""
+    bits = _bits(weights)
+    active, empty = memory.empty(bits.shape, np.bool_), memory.empty(bits.shape, np.bool_)
+    counts = _loops().active_and_empty(bits, active, empty, np.empty((bits.shape[0], 2), np.int64))
+    return active.reshape(weights.shape), empty.reshape(weights.shape), counts[:, 0], counts[:, 1]
+
+
 def drop_and_grow(weights, mask, grow_mask, grown):
     """`mutators.DropAndGrowValues._combine` for float32: selected entries become
     0.0, those of `grow_mask` take `grown` (a grown 0.0 becomes float32's

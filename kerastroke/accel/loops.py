@@ -331,6 +331,23 @@ def zeros(bits, out):
 
 
 @_jit
+def active_and_empty(bits, active, empty, counts):
+    """Per row: entries finite and not zero (`active`), entries +0.0 or -0.0
+    (`empty`), and how many of each (`counts`, (R, 2)), in one pass."""
+    for r in range(bits.shape[0]):
+        row, on, off = bits[r], active[r], empty[r]
+        actives, empties = 0, 0
+        for i in range(row.size):
+            magnitude = row[i] & _MAGNITUDE
+            zero, alive = magnitude == 0, magnitude != 0 and magnitude < _INFINITY
+            off[i], on[i] = zero, alive
+            empties += zero
+            actives += alive
+        counts[r, 0], counts[r, 1] = actives, empties
+    return counts
+
+
+@_jit
 def drop_and_grow(bits, mask, grow_mask, grown, out):
     """DropAndGrowValues._combine on float32 bits."""
     flat, chosen, growing, drawn, done = bits.ravel(), mask.ravel(), grow_mask.ravel(), grown.ravel(), out.ravel()
