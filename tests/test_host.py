@@ -101,6 +101,21 @@ def test_uniform_host_matches_batched(batch, seed, bounds, mask_seed):
     np.testing.assert_array_equal(piece.mutate_host(batch, mask, keys).view(np.uint32), expected)
 
 
+@pytest.mark.parametrize("density", [0.0, 0.02, 0.3, 1.0])
+@pytest.mark.parametrize("bounds", [(-0.05, 0.05), (-3.0, 1e-3)])
+def test_uniform_host_matches_batched_across_its_steps(density, bounds):
+    # The host loop draws 1024 entries per step (gathered under the mask,
+    # then drawn as arrays); rows of 2500 end steps at 1024, 2048 and in the
+    # middle of the third.
+    rng = np.random.default_rng(int(density * 100))
+    batch = rng.normal(scale=0.1, size=(2, 2500)).astype(np.float32)
+    mask = rng.random(batch.shape) < density
+    keys = _keys(2, 11)
+    piece = mutators.uniform(*bounds)
+    expected = _bits(piece.mutate_batch(batch, mask, keys))
+    np.testing.assert_array_equal(piece.mutate_host(batch, mask, keys).view(np.uint32), expected)
+
+
 @given(batch=batches(), value=st.sampled_from([0.0, -0.0, 0.5, -3.25, 1e-45]), mask_seed=st.integers(0, 2**32 - 1))
 def test_constant_host_matches_batched(batch, value, mask_seed):
     keys = _keys(len(batch), 0)

@@ -216,6 +216,10 @@ def fill(bits, mask, word, out):
     return out
 
 
+# Entries per step of `uniform`: its arrays of one step stay in the L1 cache.
+_CHUNK = 1024
+
+
 @_jit
 def uniform(weights, bits, mask, k0, k1, bounds, clamp, keyed, out):
     """hashing.uniform (float32) clamped like arrays.clamp into `out` (uint32
@@ -223,51 +227,65 @@ def uniform(weights, bits, mask, k0, k1, bounds, clamp, keyed, out):
 
     `bounds` holds the float32 pieces of low, high, -low and -high (head,
     tail each); the sum runs in hashing.uniform's order.
+
+    It goes `_CHUNK` entries at a time: the positions under the mask are
+    gathered (without a branch), then each step of the draw runs over all
+    of them as a loop of its own on arrays, which the compiler vectorises
+    (a float's head is taken through an integer view of the array). Drawn
+    entry by entry, with a branch on the mask and the head taken through a
+    one-float scratch, 4 x 1M draws took 14.7 ms.
     """
     rows, size = weights.shape
     out_values = out.view(np.float32)
-    scratch = np.empty(1, np.float32)
-    scratch_bits = scratch.view(np.uint32)
     low0, low1, high0, high1 = bounds[0], bounds[1], bounds[2], bounds[3]
     neg_low0, neg_low1, neg_high0, neg_high1 = bounds[4], bounds[5], bounds[6], bounds[7]
     lo, hi = clamp[0], clamp[1]
-    scratch[0] = lo
-    lo_key = _key(scratch_bits[0])
-    scratch[0] = hi
-    hi_key = _key(scratch_bits[0])
+    limit_bits = clamp.view(np.uint32)
+    lo_key, hi_key = _key(limit_bits[0]), _key(limit_bits[1])
     one = np.float32(1.0)
     scale = np.float32(2.0**-24)
+    where = np.empty(_CHUNK, np.int64)
+    u, u_head = np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.float32)
+    rest, rest_head = np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.float32)
+    value = np.empty(_CHUNK, np.float32)
+    u_bits, u_head_bits = u.view(np.uint32), u_head.view(np.uint32)
+    rest_bits, rest_head_bits, value_bits = rest.view(np.uint32), rest_head.view(np.uint32), value.view(np.uint32)
     for r in range(rows):
         a, b = np.uint64(k0[r]), np.uint64(k1[r])
-        for i in range(size):
-            if not mask[r, i]:
-                out[r, i] = bits[r, i]
-                continue
-            u = np.float32(np.int32(_bits(a, b, i) >> np.uint64(8))) * scale
-            rest = one - u
-            scratch[0] = u
-            scratch_bits[0] &= _HEAD
-            u_head = scratch[0]
-            u_tail = u - u_head
-            scratch[0] = rest
-            scratch_bits[0] &= _HEAD
-            rest_head = scratch[0]
-            rest_tail = rest - rest_head
-            value = (low0 * rest_head) - (neg_high0 * u_head)
-            value = value - ((neg_low0 * rest_tail) - (high0 * u_tail))
-            value = value - ((neg_low1 * rest_head) - (high1 * u_head))
-            value = value - ((neg_low1 * rest_tail) - (high1 * u_tail))
+        row_mask, row_out, row_values = mask[r], out[r], out_values[r]
+        row_out[:] = bits[r]
+        for start in range(0, size, _CHUNK):
+            stop = min(start + _CHUNK, size)
+            n = 0
+            for i in range(start, stop):
+                where[n] = i
+                n += row_mask[i]
+            for j in range(n):
+                u[j] = np.float32(np.int32(_bits(a, b, where[j]) >> np.uint64(8))) * scale
+                rest[j] = one - u[j]
+            for j in range(n):
+                u_head_bits[j] = u_bits[j] & _HEAD
+                rest_head_bits[j] = rest_bits[j] & _HEAD
+            for j in range(n):
+                u_tail, rest_tail = u[j] - u_head[j], rest[j] - rest_head[j]
+                v = (low0 * rest_head[j]) - (neg_high0 * u_head[j])
+                v = v - ((neg_low0 * rest_tail) - (high0 * u_tail))
+                v = v - ((neg_low1 * rest_head[j]) - (high1 * u_head[j]))
+                value[j] = v - ((neg_low1 * rest_tail) - (high1 * u_tail))
             if keyed:
-                scratch[0] = value
-                key = min(max(_key(scratch_bits[0]), lo_key), hi_key)
-                scratch_bits[0] = np.uint32(-key) | _SIGN if key < 0 else np.uint32(key)
-                value = scratch[0]
+                for j in range(n):
+                    key = min(max(_key(value_bits[j]), lo_key), hi_key)
+                    value_bits[j] = np.uint32(-key) | _SIGN if key < 0 else np.uint32(key)
             else:
-                if value < lo:
-                    value = lo
-                if value > hi:
-                    value = hi
-            out_values[r, i] = value
+                for j in range(n):
+                    v = value[j]
+                    if v < lo:
+                        v = lo
+                    if v > hi:
+                        v = hi
+                    value[j] = v
+            for j in range(n):
+                row_values[where[j]] = value[j]
 
 
 _TINY_SCALED = np.float32(2.0**-62)  # float32's smallest normal, 2**-126, times 2**64
