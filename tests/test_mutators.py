@@ -369,3 +369,17 @@ def test_an_initializer_is_kept_as_the_config_keras_would_write(initializer):
     assert kept == keras.initializers.serialize(initializer)
     again = keras.initializers.get(kept)
     assert type(again) is type(initializer) and again.get_config() == initializer.get_config()
+
+
+def test_described_initializers_follow_their_config_not_its_identity():
+    # `draws.describe` remembers what it read from a name or a JSON config,
+    # by the config's text: a config changed in place is read again, and an
+    # initializer object (no text) is read every time.
+    from kerastroke.core import draws
+
+    config = {"class_name": "RandomUniform", "config": {"minval": -0.3, "maxval": 0.1}}
+    assert draws.describe(config, (4, 4)) == ("uniform", -0.3, 0.1)
+    config["config"]["maxval"] = 0.2
+    assert draws.describe(config, (4, 4)) == ("uniform", -0.3, 0.2)
+    assert draws.describe("glorot_uniform", (2, 6)) == draws.describe(keras.initializers.GlorotUniform(), (2, 6))
+    assert draws.describe("glorot_uniform", (2, 6)) == ("uniform", -math.sqrt(6 / 8), math.sqrt(6 / 8))

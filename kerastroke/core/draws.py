@@ -12,6 +12,7 @@ Every draw is a pure function of a key and an entry's flat position
   not the same numbers) for the initializers whose distribution is known.
 """
 
+import json
 import math
 
 import keras
@@ -104,7 +105,28 @@ def describe(identifier, shape):
     >>> kind, round(high, 6), low == -high
     ('uniform', 0.866025, True)
     """
-    init = keras.initializers.get(identifier)
+    # Deserialising an initializer costs about 25 us, and the CPU path asks
+    # for each variable at each application: names and JSON configs are
+    # remembered by their text (the answer is plain data).
+    try:
+        key = (json.dumps(identifier, sort_keys=True), tuple(int(n) for n in shape))
+    except TypeError:
+        key = None
+    if key is not None and key in _DESCRIBED:
+        return _DESCRIBED[key]
+    described = _describe(keras.initializers.get(identifier), shape)
+    if key is not None:
+        if len(_DESCRIBED) >= _DESCRIBED_AT_MOST:
+            _DESCRIBED.clear()
+        _DESCRIBED[key] = described
+    return described
+
+
+_DESCRIBED = {}
+_DESCRIBED_AT_MOST = 4096
+
+
+def _describe(init, shape):
     kind = type(init)
     # Exact types: a subclass may draw differently.
     if kind in _VARIANCE_SCALING:
