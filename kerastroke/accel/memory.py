@@ -14,16 +14,16 @@ back on whatever thread lets go of them; they are only appended to a queue
 there (atomic in CPython), and taken in under a lock by `empty`, so no
 finalizer ever waits on a lock.
 
-At most `_KEEP_BYTES` of free blocks are kept; blocks under `_POOLED_FROM`
-bytes are not pooled (`malloc` serves them from memory it keeps). Every
-block starts on a `ALIGNMENT`-byte boundary, as TensorFlow requires of
-memory it takes without a copy.
+At most `_KEEP_BYTES` of free blocks are kept; arrays under `_POOLED_FROM`
+bytes are not pooled (`malloc` serves them from memory it keeps): they are
+plain NumPy arrays, which no backend is ever lent (see `owner`). Every
+pooled block starts on a `ALIGNMENT`-byte boundary, as TensorFlow requires
+of memory it takes without a copy.
 """
 
 import collections
 import math
 import threading
-import weakref
 
 import numpy as np
 
@@ -38,23 +38,31 @@ _kept = [0]  # bytes in `_free`
 
 
 class _Owner:
-    """The owner of one block's memory while arrays use it (their `base`)."""
+    """The owner of one block's memory while arrays use it (their `base`);
+    when the last of them is gone, it hands the block back."""
 
-    __slots__ = ("__array_interface__", "__weakref__")
+    __slots__ = ("__array_interface__", "_block")
+
+    def __del__(self, give_back=_returned.append):  # bound now: still there at exit
+        give_back(self._block)
 
 
 def _new_block(nbytes):
+    """A free block: `(bytes, address)`, the address aligned to `ALIGNMENT`."""
     raw = np.empty(nbytes + ALIGNMENT, np.uint8)
-    return np.ndarray((nbytes,), np.uint8, buffer=raw, offset=-raw.ctypes.data % ALIGNMENT)
+    offset = -raw.ctypes.data % ALIGNMENT
+    block = raw[offset:offset + nbytes]
+    return block, raw.ctypes.data + offset
 
 
 def _take(nbytes):
     with _lock:
         while _returned:
             block = _returned.popleft()
-            if _kept[0] + block.size <= _KEEP_BYTES:
-                _free.setdefault(block.size, []).append(block)
-                _kept[0] += block.size
+            size = block[0].size
+            if _kept[0] + size <= _KEEP_BYTES:
+                _free.setdefault(size, []).append(block)
+                _kept[0] += size
         blocks = _free.get(nbytes)
         if blocks:
             _kept[0] -= nbytes
@@ -63,27 +71,26 @@ def _take(nbytes):
 
 
 def empty(shape, dtype):
-    """An uninitialised C-contiguous array, its memory aligned to `ALIGNMENT` bytes
-    and reused from earlier arrays of the same size where one is free.
+    """An uninitialised C-contiguous array, from `_POOLED_FROM` bytes aligned
+    to `ALIGNMENT` bytes and reused from earlier arrays of the same size
+    where one is free.
 
     Example:
-    >>> a = empty((3, 4), np.float32)
+    >>> a = empty((512, 512), np.float32)
     >>> a.shape, a.dtype.name, a.ctypes.data % ALIGNMENT
-    ((3, 4), 'float32', 0)
+    ((512, 512), 'float32', 0)
     """
     dtype = np.dtype(dtype)
     shape = tuple(int(n) for n in shape)
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < _POOLED_FROM:
-        return _new_block(nbytes).view(dtype).reshape(shape)
+        return np.empty(shape, dtype)
     block = _take(nbytes)
     if block is None:
         block = _new_block(nbytes)
     owner = _Owner()
-    owner.__array_interface__ = {
-        "shape": shape, "typestr": dtype.str, "data": (block.ctypes.data, False), "version": 3,
-    }
-    weakref.finalize(owner, _returned.append, block)
+    owner._block = block
+    owner.__array_interface__ = {"shape": shape, "typestr": dtype.str, "data": (block[1], False), "version": 3}
     return np.asarray(owner)
 
 
