@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e '.[test,backends]' '$(TORCH)'
+	# Compiles the CPU path's Numba loops into their cache now, not at the first application.
+	$(BIN)/python -m kerastroke.accel.warm_up
 	touch $(STAMP)
 
 DEMO_OUT := out/compare
