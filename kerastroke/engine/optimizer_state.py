@@ -78,8 +78,10 @@ def _slots_of(optimizer, variables):
             index = _index(current, variable)
             if index is None:
                 continue
-            for slot in (values[index] for values in lists):
-                if _own(owned, slot, variable) and not any(slot is kept for kept in result):
+            shape = arrays.shape(variable)
+            for values in lists:
+                slot = values[index]
+                if id(slot) in owned and arrays.shape(slot) == shape and not any(slot is kept for kept in result):
                     result.append(slot)
     return found
 
