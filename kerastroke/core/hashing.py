@@ -203,36 +203,21 @@ def derive(key, label):
     return ops.stack([a, b], axis=-1)
 
 
-# `mix` on the host: uint32 words held in uint64, so that products never
-# overflow (no NumPy overflow warnings to silence) and are masked back.
-_LOW_32 = np.uint64(0xFFFFFFFF)
-_HOST_MULTIPLIERS = (np.uint64(_MULTIPLIER_1.view(np.uint32)), np.uint64(_MULTIPLIER_2.view(np.uint32)))
-_HOST_SHIFTS = (np.uint64(16), np.uint64(15))
+# `mix` on the host, of one word as a Python int or of words held in a
+# uint64 NumPy array: values below 2**32, so products never overflow (no
+# NumPy overflow warnings to silence) and are masked back.
+_LOW_32 = 0xFFFFFFFF
+_HOST_MULTIPLIERS = (int(_MULTIPLIER_1.view(np.uint32)), int(_MULTIPLIER_2.view(np.uint32)))
 
 
 def _mix_on_host(x):
-    """`mix` of words in [0, 2**32) held in a uint64 NumPy array, in place."""
-    (m1, m2), (s16, s15) = _HOST_MULTIPLIERS, _HOST_SHIFTS
-    x ^= x >> s16
-    x *= m1
-    x &= _LOW_32
-    x ^= x >> s15
-    x *= m2
-    x &= _LOW_32
-    x ^= x >> s16
-    return x
-
-
-def _mix_int(x):
-    """`mix` of one word in [0, 2**32), as a Python int."""
-    x ^= x >> 16
-    x = x * _INT_MULTIPLIERS[0] & 0xFFFFFFFF
-    x ^= x >> 15
-    x = x * _INT_MULTIPLIERS[1] & 0xFFFFFFFF
+    """`mix` of a word in [0, 2**32) (a Python int), or of such words in a
+    uint64 NumPy array."""
+    x = x ^ x >> 16
+    x = x * _HOST_MULTIPLIERS[0] & _LOW_32
+    x = x ^ x >> 15
+    x = x * _HOST_MULTIPLIERS[1] & _LOW_32
     return x ^ x >> 16
-
-
-_INT_MULTIPLIERS = tuple(int(m) for m in _HOST_MULTIPLIERS)
 
 
 def derive_on_host(key, label):
@@ -265,22 +250,13 @@ def derive_on_host(key, label):
         # One key, the common case (one variable's): Python ints are ten times
         # quicker than NumPy's per-call overhead on two words.
         k0, k1 = key.reshape(2).view(np.uint32).tolist()
-        a = _mix_int(k0 ^ l0)
-        b = _mix_int((k1 ^ l1) + a & 0xFFFFFFFF)
-        a = _mix_int(a + b & 0xFFFFFFFF)
-        return np.array([a, b], np.uint32).view(np.int32).reshape(key.shape)
-    l0, l1 = np.uint64(l0), np.uint64(l1)
-    words = key.reshape(-1, 2).view(np.uint32).astype(np.uint64)
-    a = _mix_on_host(words[:, 0] ^ l0)
-    b = words[:, 1] ^ l1
-    b += a
-    b &= _LOW_32
-    _mix_on_host(b)
-    a += b
-    a &= _LOW_32
-    _mix_on_host(a)
-    out = np.empty(words.shape, np.uint32)
-    out[:, 0], out[:, 1] = a, b
+    else:
+        words = key.reshape(-1, 2).view(np.uint32).astype(np.uint64)
+        k0, k1 = words[:, 0], words[:, 1]
+    a = _mix_on_host(k0 ^ l0)
+    b = _mix_on_host((k1 ^ l1) + a & _LOW_32)
+    a = _mix_on_host(a + b & _LOW_32)
+    out = np.array([a, b], np.uint64).T.astype(np.uint32, order="C")
     return out.view(np.int32).reshape(key.shape)
 
 
