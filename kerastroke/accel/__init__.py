@@ -525,7 +525,7 @@ def _torch_assign(variables, values):
     a variable: the int32 masks that hold 512 kernels' zeros took 13 ms)."""
     import torch
 
-    dtypes = {np.dtype(name): getattr(torch, name) for name in _TORCH_FROM_NUMPY}
+    dtypes = _torch_dtypes()
     rest = ([], [])
     with torch.no_grad():
         for variable, target, value in zip(variables, _values(variables), values):
@@ -545,8 +545,13 @@ def _torch_assign(variables, values):
     return rest
 
 
-# NumPy dtypes that `_torch_assign` hands to PyTorch (`torch.from_numpy`).
-_TORCH_FROM_NUMPY = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
+@functools.cache
+def _torch_dtypes():
+    """The NumPy dtypes that `_torch_assign` hands to PyTorch (`torch.from_numpy`), each to its torch dtype."""
+    import torch
+
+    names = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
+    return {np.dtype(name): getattr(torch, name) for name in names}
 
 
 def rows(stacked):

@@ -45,9 +45,9 @@ def _index(optimizer, variable):
         return None
 
 
-def _own(owned, candidate, variable):
-    """True if `candidate` is one of `owned` (ids of optimizer variables), shaped like `variable`."""
-    return id(candidate) in owned and arrays.shape(candidate) == arrays.shape(variable)
+def _own(owned, candidate, shape):
+    """True if `candidate` is one of `owned` (ids of optimizer variables), of `shape`."""
+    return id(candidate) in owned and arrays.shape(candidate) == shape
 
 
 def slots(optimizer, variable):
@@ -81,7 +81,7 @@ def _slots_of(optimizer, variables):
             shape = arrays.shape(variable)
             for values in lists:
                 slot = values[index]
-                if id(slot) in owned and arrays.shape(slot) == shape and not any(slot is kept for kept in result):
+                if _own(owned, slot, shape) and not any(slot is kept for kept in result):
                     result.append(slot)
     return found
 
@@ -96,7 +96,7 @@ def _averages_of(optimizer, variables):
         owned = {id(v) for v in current.variables}
         for result, variable in zip(found, variables):
             index = _index(current, variable)
-            if index is not None and index < len(averages_list) and _own(owned, averages_list[index], variable):
+            if index is not None and index < len(averages_list) and _own(owned, averages_list[index], arrays.shape(variable)):
                 result.append(averages_list[index])
     return found
 
