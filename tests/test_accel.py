@@ -241,7 +241,7 @@ def test_many_values_of_separate_blocks_are_assigned_and_kept(width, lent):
 
 
 def test_values_are_what_keras_value_gives_inside_and_outside_scopes():
-    # `accel._values` reads a PyTorch variable's tensor directly only where
+    # `accel._values` reads the array a variable holds directly only where
     # that is what `variable.value` gives: a stateless scope's value and an
     # autocast scope's cast must still come through.
     from keras.src.backend.common.variables import AutocastScope
@@ -250,13 +250,29 @@ def test_values_are_what_keras_value_gives_inside_and_outside_scopes():
     tensor = keras.ops.convert_to_tensor(np.array([3.0], "float32"))
     (value, same) = accel._values([variable, tensor])
     assert numpy(value).tolist() == [1.0, 2.0] and same is tensor
-    if keras.backend.backend() == "torch":
-        assert value is variable.value  # the held tensor itself, not a copy
+    assert value is variable._value  # the held array itself, not a copy
     stand_in = keras.ops.convert_to_tensor(np.array([5.0, 6.0], "float32"))
     with keras.StatelessScope(state_mapping=[(variable, stand_in)]):
         assert numpy(accel._values([variable])[0]).tolist() == [5.0, 6.0]
     with AutocastScope("float16"):
         assert keras.backend.standardize_dtype(accel._values([variable])[0].dtype) == "float16"
+
+
+def test_assign_inside_a_stateless_scope_records_the_values_and_writes_nothing():
+    # The CPU path's results (rows of one `memory` block) go straight into
+    # the variables only outside a stateless scope; inside one, they are
+    # the scope's values, as `variable.assign` makes them.
+    count = accel._STACKED_TRANSFERS_FROM
+    variables = [keras.Variable(np.zeros((4,), "float32")) for _ in range(count)]
+    block = memory.empty((count, 4), np.float32)
+    block[...] = np.arange(count * 4, dtype=np.float32).reshape(count, 4)
+    with keras.StatelessScope() as scope:
+        accel.assign(variables, list(block))
+        recorded = [numpy(scope.get_current_value(variable)).tolist() for variable in variables]
+    assert recorded == block.tolist()
+    assert all(numpy(variable).tolist() == [0.0] * 4 for variable in variables)
+    accel.assign(variables, list(block))
+    assert [numpy(variable).tolist() for variable in variables] == block.tolist()
 
 
 def test_assign_takes_numpy_values_of_every_dtype_without_aliasing_them():

@@ -180,7 +180,7 @@ def _host_views(variables):
     if backend == "jax":
         # A JAX array in host memory is viewed, not copied as Keras's
         # `convert_to_numpy` does (512 kernels of 64 x 64: 1.1 ms against 3.9).
-        return lambda: [np.asarray(v.value) for v in variables]
+        return lambda: [np.asarray(value) for value in _values(variables)]
     return lambda: [arrays.to_numpy(v.value) for v in variables]
 
 
@@ -207,7 +207,8 @@ def assign(variables, values):
     path. On PyTorch a float32 NumPy value becomes the variable's memory
     if it is the CPU path's own, and is copied into it otherwise; on JAX
     NumPy values of one shape and dtype, from `_STACKED_TRANSFERS_FROM` of
-    them, go to the device in one transfer.
+    them, go to the device in one transfer. Inside a `keras.StatelessScope`
+    every value takes Keras's path, which records it in the scope.
 
     Example:
     >>> import keras
@@ -217,7 +218,9 @@ def assign(variables, values):
     [[1.0, 1.0], [1.0]]
     """
     backend = keras.backend.backend()
-    if backend == "tensorflow":
+    if _in_stateless_scope():
+        pass  # Keras's `assign` records each value in the scope and writes nothing
+    elif backend == "tensorflow":
         variables, values = _tf_assign(variables, values)
     elif backend == "torch":
         variables, values = _torch_assign(variables, values)
@@ -230,14 +233,15 @@ def assign(variables, values):
 def _values(variables):
     """Keras's `variable.value` of each of `variables` (anything else as it is).
 
-    On PyTorch, outside Keras's stateless and autocast scopes and its "meta"
-    device, that value is the tensor the variable holds (`_value`), which is
-    read directly: `value` checks the scopes again at every read, about 3 us
-    each, and an application on 512 kernels read thousands (its Adam
-    moments too). The scopes are checked once here instead; where Keras's
-    internals are not as expected, every value is read through `value`.
+    Outside Keras's stateless and autocast scopes (and, on PyTorch, its
+    "meta" device), that value is the array the variable holds (`_value`),
+    which is read directly: `value` checks the scopes again at every read,
+    about 1 to 3 us each, and an application on 512 kernels read thousands
+    (its Adam moments too). The scopes are checked once here instead; where
+    Keras's internals are not as expected, every value is read through
+    `value`.
     """
-    direct = keras.backend.backend() == "torch" and _torch_scopes_plain()
+    direct = _scopes_plain()
     return [
         (variable._value if direct and variable._value is not None else variable.value)
         if isinstance(variable, keras.Variable)
@@ -246,16 +250,32 @@ def _values(variables):
     ]
 
 
-def _torch_scopes_plain():
-    """True when no stateless or autocast scope is active and Keras's
-    PyTorch device is not "meta" (where `value` gives a stand-in)."""
+def _in_stateless_scope():
+    """True inside a `keras.StatelessScope` (False where Keras's internals are not as expected)."""
+    try:
+        from keras.src.backend.common.stateless_scope import in_stateless_scope
+    except ImportError:
+        return False
+    return in_stateless_scope()
+
+
+def _scopes_plain():
+    """True when no stateless or autocast scope is active and, on PyTorch,
+    Keras's device is not "meta" (where `value` gives a stand-in)."""
     try:
         from keras.src.backend.common.stateless_scope import in_stateless_scope
         from keras.src.backend.common.variables import get_autocast_scope
+    except ImportError:
+        return False
+    if in_stateless_scope() or get_autocast_scope() is not None:
+        return False
+    if keras.backend.backend() != "torch":
+        return True
+    try:
         from keras.src.backend.torch.core import get_device
     except ImportError:
         return False
-    return not in_stateless_scope() and get_autocast_scope() is None and str(get_device()) != "meta"
+    return str(get_device()) != "meta"
 
 
 def _by_layout(items, layout):
@@ -285,24 +305,27 @@ def _jax_assign(variables, values):
     values left for Keras's `assign`."""
     import jax
 
-    def layout(variable, value):
-        if (
-            isinstance(value, np.ndarray)
-            and value.dtype == arrays.numpy_dtype(arrays.dtype_name(variable))
-            and value.shape == arrays.shape(variable)
-        ):
+    def layout(variable, old, value):
+        # The array a variable holds has its shape and dtype.
+        if isinstance(value, np.ndarray) and value.dtype == old.dtype and value.shape == old.shape:
             return value.shape, value.dtype
         return None
 
-    batches, rest = _by_layout(zip(variables, values), layout)
-    for pairs in batches.values():
-        if len(pairs) < _STACKED_TRANSFERS_FROM:
-            rest[0].extend(variable for variable, _ in pairs)
-            rest[1].extend(value for _, value in pairs)
+    direct = _scopes_plain()
+    batches, rest = _by_layout(zip(variables, _values(variables), values), layout)
+    for batch in batches.values():
+        if len(batch) < _STACKED_TRANSFERS_FROM:
+            rest[0].extend(variable for variable, _, _ in batch)
+            rest[1].extend(value for _, _, value in batch)
             continue
-        stacked = jax.device_put(_one_block([value for _, value in pairs]))
-        for (variable, _), row in zip(pairs, rows(stacked)):
-            variable.assign(row)
+        stacked = jax.device_put(_one_block([value for _, _, value in batch]))
+        for (variable, _, _), row in zip(batch, rows(stacked)):
+            if direct and isinstance(variable, keras.Variable):
+                # What `assign` does once the row's shape and dtype match and
+                # no stateless scope is active (about 2 us a variable less).
+                variable._direct_assign(row)
+            else:
+                variable.assign(row)
     return rest
 
 
@@ -321,8 +344,7 @@ def _tf_assign(variables, values):
             same = getattr(value, "dtype", None) == dtype and getattr(value, "shape", None) == target.shape
         return (shape, dtype) if same else None
 
-    # (Keras's `variable.value` costs about 5 us: read once per variable.)
-    items = [(variable, variable.value, value) for variable, value in zip(variables, values)]
+    items = list(zip(variables, _values(variables), values))
     batches, rest = _by_layout(items, layout)
     for batch in batches.values():
         targets, news = [target for _, target, _ in batch], [value for _, _, value in batch]
@@ -622,12 +644,12 @@ def _where_each(targets, masks, news):
     if keras.backend.backend() == "jax":
         where, zeroed = _jax_compiled("where"), _jax_compiled("zeroed")
         values = [
-            zeroed(mask, target.value) if new is None else where(mask, new, target.value)
-            for target, mask, new in zip(targets, masks, news)
+            zeroed(mask, old) if new is None else where(mask, new, old)
+            for old, mask, new in zip(_values(targets), masks, news)
         ]
         assign(targets, values)
         return
-    olds = [target.value for target in targets]  # (Keras's `value` costs about 5 us a call)
+    olds = _values(targets)
     groups = {}
     for position, (new, target) in enumerate(zip(news, targets)):
         shape = arrays.shape(target)
@@ -707,8 +729,7 @@ def _tf_zeroing(targets, masks):
     import tensorflow as tf
 
     groups, left = {}, []
-    for target, mask in zip(targets, masks):
-        value = target.value
+    for target, value, mask in zip(targets, _values(targets), masks):
         small = (
             isinstance(mask, np.ndarray)
             and mask.size < _LENT_ONE_BY_ONE_FROM
