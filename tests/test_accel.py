@@ -240,6 +240,28 @@ def test_many_values_of_separate_blocks_are_assigned_and_kept(width, lent):
         assert lent == ([(count, width)] if width < accel._LENT_ONE_BY_ONE_FROM else [(width,)] * count)
 
 
+@pytest.mark.parametrize("count", [2, 9], ids=["few", "many"])
+def test_large_rows_of_the_cpu_paths_memory_are_assigned_and_kept(count):
+    # Large rows of one block: on JAX each is transferred on its own, and
+    # JAX's CPU client keeps that memory as the array's (no copy); on
+    # TensorFlow each is lent on its own. The block goes back to `memory`
+    # only once no variable holds a row of it, so blocks taken and
+    # overwritten afterwards never change a variable.
+    width = accel._TRANSFERRED_ALONE_FROM
+    variables = [keras.Variable(np.zeros((width,), "float32")) for _ in range(count)]
+    block = memory.empty((count, width), np.float32)
+    expected = np.arange(count, dtype=np.float32)[:, None] + np.linspace(0.0, 1.0, width, dtype=np.float32)
+    block[...] = expected
+    accel.assign(variables, list(block))
+    del block
+    for _ in range(3):
+        memory.empty((count, width), np.float32).fill(-1.0)
+    for row, variable in zip(expected, variables):
+        np.testing.assert_array_equal(numpy(variable), row)
+        variable.assign_add(np.ones((width,), "float32"))
+        np.testing.assert_array_equal(numpy(variable), row + 1.0)
+
+
 def test_values_are_what_keras_value_gives_inside_and_outside_scopes():
     # `accel._values` reads the array a variable holds directly only where
     # that is what `variable.value` gives: a stateless scope's value and an

@@ -301,8 +301,12 @@ def _jax_assign(variables, values):
     rows of one `memory` block (the CPU path's result) go as that block:
     JAX's CPU client keeps aligned host memory as the array's, without a
     copy, and holds it until the rows are taken (64 x 256^2: 1.9 ms to
-    stack and transfer, 0.05 to hand over). Returns the variables and
-    values left for Keras's `assign`."""
+    stack and transfer, 0.05 to hand over). Large values of the CPU
+    path's own memory (from `_TRANSFERRED_ALONE_FROM` entries) go one by
+    one, each kept as its array in the same way: a row taken from a
+    transferred block is a copy (16 x 512^2: 1.9 ms for the block and its
+    rows until they were ready, 0.48 one by one). Returns the
+    variables and values left for Keras's `assign`."""
     import jax
 
     def layout(variable, old, value):
@@ -314,18 +318,22 @@ def _jax_assign(variables, values):
     direct = _scopes_plain()
     batches, rest = _by_layout(zip(variables, _values(variables), values), layout)
     for batch in batches.values():
-        if len(batch) < _STACKED_TRANSFERS_FROM:
+        news = [value for _, _, value in batch]
+        if news[0].size >= _TRANSFERRED_ALONE_FROM and all(memory.owner(value) is not None for value in news):
+            news = [jax.device_put(value) for value in news]
+        elif len(batch) < _STACKED_TRANSFERS_FROM:
             rest[0].extend(variable for variable, _, _ in batch)
-            rest[1].extend(value for _, _, value in batch)
+            rest[1].extend(news)
             continue
-        stacked = jax.device_put(_one_block([value for _, _, value in batch]))
-        for (variable, _, _), row in zip(batch, rows(stacked)):
+        else:
+            news = rows(jax.device_put(_one_block(news)))
+        for (variable, _, _), new in zip(batch, news):
             if direct and isinstance(variable, keras.Variable):
-                # What `assign` does once the row's shape and dtype match and
-                # no stateless scope is active (about 2 us a variable less).
-                variable._direct_assign(row)
+                # What `assign` does once the value's shape and dtype match
+                # and no stateless scope is active (about 2 us a variable less).
+                variable._direct_assign(new)
             else:
-                variable.assign(row)
+                variable.assign(new)
     return rest
 
 
@@ -435,6 +443,12 @@ _GRAPH_WRITES_FROM = 8
 _LENT_ONE_BY_ONE_FROM = 1 << 14
 # From how many NumPy values of one shape JAX's `assign` transfers them stacked.
 _STACKED_TRANSFERS_FROM = 8
+# From how many entries JAX's `assign` transfers the CPU path's values one by
+# one. Transfer and rows, until the rows were ready: 16 x 256K entries, 1.9
+# ms stacked against 0.48 one by one; 64 x 64K, 3.0 against 1.9 ms (but no
+# faster in an application: a transfer costs about 30 us in Python); 128 x
+# 16K, 1.8 against 4.1 ms.
+_TRANSFERRED_ALONE_FROM = 1 << 17
 # At most this many variables per graph call: a graph of 512 reads or writes
 # took 0.5 s to trace, one of 64 about 0.07 s, and the chunks of a larger
 # group share one trace.
