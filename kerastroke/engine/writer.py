@@ -332,7 +332,7 @@ class Plan:
         writes = []
         for group, (news, changed, zero_counts, bad, differs, keeps) in zip(self.groups, outputs):
             changed, zero_counts, bad = (arrays.to_numpy(x) for x in (changed, zero_counts, bad))
-            # Each group comes back stacked, split here (see `accel.rows`).
+            # Each group comes back stacked, or row by row (`accel.as_outputs`), and split here.
             news = accel.rows(news)
             differs = accel.rows(differs) if differs is not None else None
             keeps = accel.rows(keeps) if keeps is not None else None
@@ -599,12 +599,12 @@ def _application(groups, variant, batched):
             # Every count of the group at once (one reduction on JAX, see `accel.counts`).
             changed, zero_count, *bad_counts = accel.counts([differs, zeros, *bad[g]])
             outputs.append((
-                current,
+                accel.as_outputs(current),
                 changed,
                 zero_count,
                 ops.stack(bad_counts) if bad_counts else ops.zeros((0, rows), dtype="int32"),
-                differs if with_masks else None,
-                persistence.keep_mask(current, zeros) if with_keeps else None,
+                accel.as_outputs(differs) if with_masks else None,
+                accel.as_outputs(persistence.keep_mask(current, zeros)) if with_keeps else None,
             ))
         return outputs
 
