@@ -11,7 +11,10 @@ Each timed call is `callback.apply(step)` with a new step, followed by a
 read-back of every targeted variable: one compiled sum of all of them,
 fetched to the host. A backend that dispatches work asynchronously (JAX)
 finishes it there, so deferred work counts. The read-back alone is timed
-too (it is part of every call's time). Before every call, untimed, the
+too (it is part of every call's time), and so is an application that
+computes nothing: the CPU path's reads to the host, one copy, its writes
+and the read-back (`_copy_through`), the least an application on that
+path costs. Before every call, untimed, the
 targeted variables get their initial values back, so each call does the
 same work. The first call (tracing and compiling included) is reported
 apart; the others give the minimum of a few repeats.
@@ -93,21 +96,58 @@ def _entries(variables):
 
 
 def _yardstick(variables, initial, *, memcpy_repeats):
-    """memcpy and read-back alone for one set of targeted variables."""
+    """memcpy, read-back, and the CPU path's input and output alone, for one set of targeted variables."""
     flat = np.concatenate([initial[id(v)].ravel() for v in variables]) if variables else np.zeros(0, np.float32)
     buffer = np.empty_like(flat)
     memcpy = measure(lambda i: np.copyto(buffer, flat), repeats=memcpy_repeats, budget_s=0.5)
     reader = make_reader(variables)
     reader()  # traced and compiled here, untimed
     read_back = measure(lambda i: reader(), repeats=20, budget_s=0.5)
-    return {
+    result = {
         "variables": len(variables),
         "entries": int(flat.size),
         "bytes": int(flat.nbytes),
         "memcpy": memcpy.as_dict(),
         "read_back": read_back.as_dict(),
         "budget_s": budget(memcpy.best, len(variables)),
-    }, reader
+    }
+    copy_through = _copy_through(variables)
+    if copy_through is not None:
+        copy_through()  # readers built, graphs traced, untimed
+        result["io"] = measure(lambda i: (copy_through(), reader()), repeats=20, budget_s=0.5).as_dict()
+    return result, reader
+
+
+def _copy_through(variables):
+    """An application that computes nothing, or None without the CPU path.
+
+    As the CPU path does: each group of variables of one shape and dtype
+    read to the host (`accel.host_reader`), copied into a block of the CPU
+    path's memory (one pass, where an application computes), and its rows
+    assigned (`accel.assign`). With the read-back, the least an application
+    on the CPU path costs here.
+    """
+    from kerastroke import accel
+    from kerastroke.accel import memory
+
+    if not variables or not accel.host_path(variables):
+        return None
+    groups = {}
+    for variable in variables:
+        groups.setdefault((tuple(variable.shape), str(variable.dtype)), []).append(variable)
+    readers = [(group, accel.host_reader(group)) for group in groups.values()]
+
+    def run():
+        written, values = [], []
+        for group, read in readers:
+            batch = read()
+            block = memory.empty(batch.shape, batch.dtype)
+            np.copyto(block, batch)
+            written += group
+            values += list(block)
+        accel.assign(written, values)
+
+    return run
 
 
 def _batch(model, size):
@@ -183,7 +223,8 @@ def measure_model(name, spec, presets, *, repeats, budget_s, next_step=False, st
     kernels, with_biases = row["targets"]["kernels"], row["targets"]["kernels and biases"]
     log(f"  {name}: {row['description']}; {kernels['variables']} kernels ({kernels['entries']:,} entries), "
         f"{with_biases['variables'] - kernels['variables']} biases; built in {built_s:.1f} s; memcpy "
-        f"{format_ms(kernels['memcpy']['min_s'])}, read-back {format_ms(kernels['read_back']['min_s'])}")
+        f"{format_ms(kernels['memcpy']['min_s'])}, read-back {format_ms(kernels['read_back']['min_s'])}, "
+        f"I/O alone {format_ms(kernels['io']['min_s']) if 'io' in kernels else '-'}")
     for preset, factory in presets.items():
         callback = factory()
         biases = models.takes_biases(preset, callback)

@@ -35,6 +35,11 @@ def _s(seconds):
     return "-" if seconds is None else f"{seconds:.2f} s"
 
 
+def _io(yardstick):
+    """The I/O-alone time, or "-" where it was not measured (no CPU path, or an older run)."""
+    return format_ms(yardstick["io"]["min_s"]) if "io" in yardstick else "-"
+
+
 def _x(value, digits=1):
     if value is None:
         return "-"
@@ -234,10 +239,13 @@ def _apply_tables(results):
             "Each cell: the minimum time of `callback.apply(step)` followed by a compiled read-back of every "
             "targeted variable, its ratio to one `np.copyto` of as many entries, and whether it is within "
             "10 x memcpy + 20 us per targeted variable (the limit column: kernels; with biases, for "
-            "ShrinkPerturb). The read-back alone is part of every cell.",
+            "ShrinkPerturb). The read-back alone is part of every cell. The I/O column: an application "
+            "that computes nothing on the CPU path (each group read to the host, copied once, written "
+            "back, then the read-back): the least an application on that path costs here.",
             "",
-            "| model | targeted | memcpy | read-back | limit | " + " | ".join(LABELS.get(p, p) for p in presets) + " |",
-            "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in presets) + " |",
+            "| model | targeted | memcpy | read-back | I/O alone | limit | "
+            + " | ".join(LABELS.get(p, p) for p in presets) + " |",
+            "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in presets) + " |",
         ]
         firsts = []
         for name, row in apply["models"].items():
@@ -260,7 +268,8 @@ def _apply_tables(results):
             lines.append(
                 f"| {name}: {row['description']} | {targeted} | {format_ms(kernels['memcpy']['min_s'])}; "
                 f"{format_ms(both['memcpy']['min_s'])} | {format_ms(kernels['read_back']['min_s'])}; "
-                f"{format_ms(both['read_back']['min_s'])} | {format_ms(kernels['budget_s'])}; {format_ms(both['budget_s'])} | "
+                f"{format_ms(both['read_back']['min_s'])} | {_io(kernels)}; {_io(both)} | "
+                f"{format_ms(kernels['budget_s'])}; {format_ms(both['budget_s'])} | "
                 + " | ".join(cells) + " |")
             firsts.append((name, row))
         lines += ["", f"First application of each callback on {backend} (tracing and compiling included; "

@@ -70,6 +70,22 @@ def test_one_model_measured_end_to_end():
         assert step["extra_s"] == pytest.approx(step["after"]["min_s"] - step["plain"]["min_s"])
     assert row["presets"]["MagnitudePruning"]["changed_fraction"] == pytest.approx(0.5, abs=0.02)
     assert row["presets"]["Stroke"]["changed_fraction"] == pytest.approx(0.05, abs=0.02)
+    for yardstick in row["targets"].values():  # the CPU path runs on every backend here (Numba installed)
+        assert yardstick["io"]["repeats"] >= 1 and yardstick["io"]["min_s"] > 0
+
+
+def test_an_application_that_computes_nothing_leaves_every_value_as_it_was():
+    # The benchmark's I/O yardstick reads each group to the host, copies it
+    # and writes it back: the variables (of two shapes) keep their values.
+    model = models.build("dense", layers=3, width=8)
+    variables = models.targeted(model, biases=True)
+    before = [keras.ops.convert_to_numpy(v).copy() for v in variables]
+    copy_through = apply._copy_through(variables)
+    for _ in range(3):
+        copy_through()
+    for value, variable in zip(before, variables):
+        assert (keras.ops.convert_to_numpy(variable) == value).all()
+    assert apply._copy_through([]) is None
 
 
 def _entry(seconds, budget, first):
@@ -86,7 +102,8 @@ def _fit_row(overhead, cpu):
 def _results():
     yardstick = {"variables": 4, "entries": 100, "memcpy": {"min_s": 1e-3}, "read_back": {"min_s": 1e-4},
                  "budget_s": 0.01}
-    row = {"description": "Dense", "targets": {"kernels": yardstick, "kernels and biases": yardstick},
+    row = {"description": "Dense", "targets": {"kernels": {**yardstick, "io": {"min_s": 3e-4}},
+                                               "kernels and biases": yardstick},
            "presets": {"Stroke": _entry(0.005, 0.01, 0.5), "SET": _entry(0.05, 0.01, 3.0)}}
     fit = {"frequency": 100, "schedule": {"final": 0.8, "end": 2400}, "warmup_epochs": 1, "timed_epochs": 5,
            "model": {"layers": [256] * 17 + [10], "kernels": 17, "kernel_weights": 1_050_000},
@@ -122,6 +139,7 @@ def test_verdicts_and_tables_follow_the_numbers():
     text = report.markdown(results)
     assert "**50.0 ms (50.0x) no**" in text and "5.00 ms (5.0x) yes" in text
     assert "**3.00 s**" in text and "1.050x" in text
+    assert "| 0.30 ms; - |" in text  # I/O alone: measured for the kernels, not for kernels and biases
 
 
 def test_quick_run_writes_merged_results(tmp_path):
