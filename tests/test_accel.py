@@ -240,6 +240,34 @@ def test_many_values_of_separate_blocks_are_assigned_and_kept(width, lent):
         assert lent == ([(count, width)] if width < accel._LENT_ONE_BY_ONE_FROM else [(width,)] * count)
 
 
+def test_a_group_stacked_before_the_compiled_call_gives_the_same_bits(monkeypatch):
+    # On JAX, many variables of one shape go into the compiled application
+    # stacked on the host (`accel.stacked_values`: fewer inputs compile
+    # faster); elsewhere, and below the threshold, the call stacks them.
+    # Either way an application writes the same bits.
+    import kerastroke
+
+    def applied(threshold):
+        monkeypatch.setattr(accel, "_STACKED_INPUTS_FROM", threshold)
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input((8,))] + [keras.layers.Dense(8) for _ in range(4)])
+        callback = kerastroke.Pruning(min_value=-0.3, max_value=0.3, seed=5)  # compiled on JAX: no ranking
+        callback.set_model(model)
+        callback.apply(1)
+        return [numpy(v) for v in model.weights]
+
+    stacked, unstacked = applied(2), applied(10**9)
+    for a, b in zip(stacked, unstacked):
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+    variables = [keras.Variable(np.full((3,), float(i), "float32")) for i in range(4)]
+    monkeypatch.setattr(accel, "_STACKED_INPUTS_FROM", 2)
+    block = accel.stacked_values(variables)
+    if keras.backend.backend() == "jax":
+        assert numpy(block).tolist() == [[float(i)] * 3 for i in range(4)]
+    else:
+        assert block is None
+
+
 @pytest.mark.parametrize("count", [2, 9], ids=["few", "many"])
 def test_large_rows_of_the_cpu_paths_memory_are_assigned_and_kept(count):
     # Large rows of one block: on JAX each is transferred on its own, and

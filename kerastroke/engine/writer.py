@@ -314,7 +314,7 @@ class Plan:
         if function is None:
             function = _function(self.groups, variant, self.batched, self.compile)
             self._functions[variant] = function
-        values = [[variable.value for variable in group.variables] for group in self.groups]
+        values = [_compiled_input(group.variables) for group in self.groups]
         keys = [_tensors(words) for words in group_words]
         amounts_in = np.asarray([float(a) for a in rule_amounts], dtype=picking.wide_float())
         extras = [{name: [inputs[id(v)][name] for v in group.variables] for name in names} for group in self.groups]
@@ -453,6 +453,15 @@ def _group_words(group_seeds, active):
     return [{name: keys[start:stop] for name, keys in derived.items()} for start, stop in zip(bounds, bounds[1:])]
 
 
+def _compiled_input(variables):
+    """A group's values as the compiled application takes them: stacked
+    already where the backend stacks them cheaper outside the call
+    (`accel.stacked_values`: on JAX, a program with one input per variable
+    compiles for longer), else the list of the variables' values."""
+    stacked = accel.stacked_values(variables)
+    return [variable.value for variable in variables] if stacked is None else stacked
+
+
 def _tensors(words):
     """Piece keys as tensors, the compiled application's inputs: traced, the
     derivations were a large part of each compiled program."""
@@ -566,7 +575,11 @@ def _application(groups, variant, batched):
     def application(values, keys, amounts, global_keys, extras, plain=None):
         group_seeds, global_seed = plain if plain is not None else (None, None)
         extras = [{name: ops.stack(list(tensors)) for name, tensors in extra.items()} for extra in extras]
-        originals = [ops.stack([ops.convert_to_tensor(v) for v in group_values]) for group_values in values]
+        originals = [
+            ops.stack([ops.convert_to_tensor(v) for v in group_values]) if isinstance(group_values, list)
+            else group_values  # stacked before the call (`_compiled_input`)
+            for group_values in values
+        ]
         currents = list(originals)
         bad = [[] for _ in groups]
         for index, state in enumerate(active):
