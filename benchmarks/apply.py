@@ -39,7 +39,7 @@ import numpy as np
 
 import kerastroke
 from benchmarks import models
-from benchmarks.report import format_ms
+from benchmarks.report import format_io, format_ms
 from benchmarks.timing import Timing, measure, ratio
 
 MEMCPY_FACTOR = 10.0
@@ -224,7 +224,7 @@ def measure_model(name, spec, presets, *, repeats, budget_s, next_step=False, st
     log(f"  {name}: {row['description']}; {kernels['variables']} kernels ({kernels['entries']:,} entries), "
         f"{with_biases['variables'] - kernels['variables']} biases; built in {built_s:.1f} s; memcpy "
         f"{format_ms(kernels['memcpy']['min_s'])}, read-back {format_ms(kernels['read_back']['min_s'])}, "
-        f"I/O alone {format_ms(kernels['io']['min_s']) if 'io' in kernels else '-'}")
+        f"I/O alone {format_io(kernels)}")
     for preset, factory in presets.items():
         callback = factory()
         biases = models.takes_biases(preset, callback)

@@ -35,7 +35,7 @@ def _s(seconds):
     return "-" if seconds is None else f"{seconds:.2f} s"
 
 
-def _io(yardstick):
+def format_io(yardstick):
     """The I/O-alone time, or "-" where it was not measured (no CPU path, or an older run)."""
     return format_ms(yardstick["io"]["min_s"]) if "io" in yardstick else "-"
 
@@ -268,7 +268,7 @@ def _apply_tables(results):
             lines.append(
                 f"| {name}: {row['description']} | {targeted} | {format_ms(kernels['memcpy']['min_s'])}; "
                 f"{format_ms(both['memcpy']['min_s'])} | {format_ms(kernels['read_back']['min_s'])}; "
-                f"{format_ms(both['read_back']['min_s'])} | {_io(kernels)}; {_io(both)} | "
+                f"{format_ms(both['read_back']['min_s'])} | {format_io(kernels)}; {format_io(both)} | "
                 f"{format_ms(kernels['budget_s'])}; {format_ms(both['budget_s'])} | "
                 + " | ".join(cells) + " |")
             firsts.append((name, row))
