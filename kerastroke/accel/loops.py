@@ -3,8 +3,9 @@
 Each loop mirrors a `keras.ops` function elsewhere, step for step, on rows
 (R, N) of 32-bit words: float32 weights as their bit patterns (uint32), so
 comparisons are exact whatever the floating-point mode, and hash words as
-uint64 holding 32-bit values, masked after every product (NumPy and Numba
-promote uint32 arithmetic to 64 bits).
+uint32, each step cast back to uint32: Numba computes uint32 arithmetic in
+64 bits, and the cast lets the compiler keep 32-bit lanes, which vectorise
+twice as wide (hashing 4M positions 2.3 to 1.4 ms).
 """
 
 import math
@@ -14,11 +15,11 @@ import numpy as np
 
 _jit = numba.njit(cache=True, nogil=True)
 
-_WORD = np.uint64(0xFFFFFFFF)
-_MULTIPLIER_1 = np.uint64(0x7FEB352D)
-_MULTIPLIER_2 = np.uint64(0x846CA68B)
-_15 = np.uint64(15)
-_16 = np.uint64(16)
+_MULTIPLIER_1 = np.uint32(0x7FEB352D)
+_MULTIPLIER_2 = np.uint32(0x846CA68B)
+_8 = np.uint32(8)
+_15 = np.uint32(15)
+_16 = np.uint32(16)
 _SIGN = np.uint32(0x80000000)
 _MAGNITUDE = np.uint32(0x7FFFFFFF)
 _INFINITY = np.uint32(0x7F800000)
@@ -30,24 +31,25 @@ _SMALLEST_NORMAL = _TINY.view(np.float32)  # and as a float
 
 @_jit
 def _mix(x):
-    """hashing.mix of a 32-bit value held in uint64."""
-    x = x ^ (x >> _16)
-    x = (x * _MULTIPLIER_1) & _WORD
-    x = x ^ (x >> _15)
-    x = (x * _MULTIPLIER_2) & _WORD
-    return x ^ (x >> _16)
+    """hashing.mix of a uint32 value, wrapping at 32 bits."""
+    x = np.uint32(x ^ (x >> _16))
+    x = np.uint32(x * _MULTIPLIER_1)
+    x = np.uint32(x ^ (x >> _15))
+    x = np.uint32(x * _MULTIPLIER_2)
+    return np.uint32(x ^ (x >> _16))
 
 
 @_jit
 def _bits(k0, k1, position):
-    """hashing.bits of one counter: mix(mix(position ^ k0) + k1), as uint64."""
-    return _mix((_mix(np.uint64(position) ^ k0) + k1) & _WORD)
+    """hashing.bits of one counter: mix(mix(position ^ k0) + k1), as uint32
+    (`k0` and `k1` uint32)."""
+    return _mix(np.uint32(_mix(np.uint32(position) ^ k0) + k1))
 
 
 @_jit
 def _rank(k0, k1, position):
     """The order key (uint32) of the signed int32 draw `hashing.bits` gives."""
-    return np.uint32(_bits(k0, k1, position)) ^ _SIGN
+    return _bits(k0, k1, position) ^ _SIGN
 
 
 @_jit
@@ -132,7 +134,7 @@ def choose(eligible, k, k0, k1, out, keys, rest):
     N + 1 words)."""
     rows, size = eligible.shape
     for r in range(rows):
-        a, b = np.uint64(k0[r]), np.uint64(k1[r])
+        a, b = np.uint32(k0[r]), np.uint32(k1[r])
         total = 0
         for i in range(size):
             chosen = eligible[r, i]
@@ -174,7 +176,7 @@ def smallest(bits, eligible, k, t0, t1, out, keys, ties, rest):
             for i in range(size):
                 out[r, i] = eligible[r, i] & (keys[i] <= threshold)
             continue
-        a, b = np.uint64(t0[r]), np.uint64(t1[r])
+        a, b = np.uint32(t0[r]), np.uint32(t1[r])
         for i in range(size):
             ties[i] = _rank(a, b, i) if eligible[r, i] and keys[i] == threshold else _LEFT_OUT
         last = _kth(ties, need, rest)[0]
@@ -253,7 +255,7 @@ def uniform(weights, bits, mask, k0, k1, bounds, clamp, keyed, out):
     u_bits, u_head_bits = u.view(np.uint32), u_head.view(np.uint32)
     rest_bits, rest_head_bits, value_bits = rest.view(np.uint32), rest_head.view(np.uint32), value.view(np.uint32)
     for r in range(rows):
-        a, b = np.uint64(k0[r]), np.uint64(k1[r])
+        a, b = np.uint32(k0[r]), np.uint32(k1[r])
         row_mask, row_out, row_values = mask[r], out[r], out_values[r]
         row_out[:] = bits[r]
         for start in range(0, size, _CHUNK):
@@ -263,7 +265,7 @@ def uniform(weights, bits, mask, k0, k1, bounds, clamp, keyed, out):
                 where[n] = i
                 n += row_mask[i]
             for j in range(n):
-                u[j] = np.float32(np.int32(_bits(a, b, where[j]) >> np.uint64(8))) * scale
+                u[j] = np.float32(np.int32(_bits(a, b, where[j]) >> _8)) * scale
                 rest[j] = one - u[j]
             for j in range(n):
                 u_head_bits[j] = u_bits[j] & _HEAD
