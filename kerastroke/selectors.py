@@ -22,6 +22,8 @@ Numba loops of `kerastroke.accel.host` (the engine's CPU path; see
 `kerastroke.engine.writer`).
 """
 
+import functools
+
 import attrs
 import numpy as np
 from keras import ops
@@ -125,9 +127,13 @@ class ValueRange:
         return _pick(arrays.in_range(weights, self.low, self.high), amount, keys)
 
     def select_host(self, weights, amount, keys):
-        lo, hi = arrays.at_least(self.low, "float32"), arrays.at_most(self.high, "float32")
-        eligible = host.in_range(weights, arrays.scalar_key(lo), arrays.scalar_key(hi))
-        return _pick_host(eligible, amount, keys)
+        return _pick_host(host.in_range(weights, *_float32_keys(self.low, self.high)), amount, keys)
+
+
+@functools.cache
+def _float32_keys(low, high):
+    """The order keys of [low, high] moved to float32 as `arrays.in_range` moves them."""
+    return arrays.scalar_key(arrays.at_least(low, "float32")), arrays.scalar_key(arrays.at_most(high, "float32"))
 
 
 def _parts(value):

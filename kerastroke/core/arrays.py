@@ -263,8 +263,9 @@ def scalar_key(value):
     """The order key of a NumPy float scalar, as a Python int: -|x| for
     negative values, |x| otherwise, in units of the dtype's bit pattern
     (-0.0 and 0.0 both 0)."""
-    int_dtype = np.dtype(_BITS[dtype_name(value)])
-    bits = int(np.asarray(value).reshape(1).view(int_dtype)[0])
+    value = np.asarray(value)
+    int_dtype = np.dtype(_BITS[value.dtype.name])  # NumPy's name, without Keras's lookup
+    bits = int(value.reshape(1).view(int_dtype)[0])
     return _key_of_bits(bits, 8 * int_dtype.itemsize)
 
 

@@ -331,7 +331,10 @@ class Plan:
         infinite value a mutator gave a selected entry is a ValueError."""
         writes = []
         for group, (news, changed, zero_counts, bad, differs, keeps) in zip(self.groups, outputs):
-            changed, zero_counts, bad = (arrays.to_numpy(x) for x in (changed, zero_counts, bad))
+            # Read only: the CPU path's NumPy counts need no copy through Keras.
+            changed, zero_counts, bad = (
+                x if isinstance(x, np.ndarray) else arrays.to_numpy(x) for x in (changed, zero_counts, bad)
+            )
             # Each group comes back stacked, or row by row (`accel.as_outputs`), and split here.
             news = accel.rows(news)
             differs = accel.rows(differs) if differs is not None else None
