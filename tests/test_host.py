@@ -311,6 +311,38 @@ def test_host_pieces_never_write_their_inputs():
     np.testing.assert_array_equal(batch, before)
 
 
+@pytest.mark.parametrize("with_masks", [False, True])
+@pytest.mark.parametrize("with_keeps", [False, True])
+@pytest.mark.parametrize("with_mask", [False, True])
+@given(original=batches(), seed=st.integers(0, 2**32 - 1))
+def test_the_summary_counts_as_the_writer_does(with_masks, with_keeps, with_mask, original, seed):
+    # Every combination of outputs: the loop is compiled for each one apart.
+    rng = np.random.default_rng(seed)
+    new = original.copy()
+    touched = rng.random(new.shape) < 0.5
+    new[touched] = rng.choice(_SPECIAL, size=int(touched.sum()))
+    mask = touched | (rng.random(new.shape) < 0.2)
+    changed, zeros, differs, keeps, introduced = host.summary(new, original, with_masks, with_keeps,
+                                                              mask if with_mask else None)
+
+    zero_new, zero_old = new == 0, original == 0  # NumPy's comparison: subnormals are not zero
+    expected_differs = ~((_bits(new) == _bits(original)) | (np.isnan(new) & np.isnan(original)) | (zero_new & zero_old))
+    np.testing.assert_array_equal(changed, expected_differs.sum(axis=1))
+    np.testing.assert_array_equal(zeros, zero_new.sum(axis=1))
+    if with_masks:
+        np.testing.assert_array_equal(differs, expected_differs)
+    else:
+        assert differs is None
+    if with_keeps:
+        np.testing.assert_array_equal(keeps, np.where(zero_new, 0, -1).astype(np.int32))
+    else:
+        assert keeps is None
+    if with_mask:
+        np.testing.assert_array_equal(introduced, (mask & ~np.isfinite(new) & np.isfinite(original)).sum(axis=1))
+    else:
+        assert introduced is None
+
+
 def test_the_loops_select_the_kth_smallest_exactly():
     # Expected values written out: the three smallest magnitudes are 0.0, 0.05 and -0.1.
     batch = np.array([[0.3, -0.1, 0.2, 0.0, -0.5, 0.4, 0.15, -0.2, 0.6, 0.05]], np.float32)

@@ -188,7 +188,7 @@ def in_range(weights, low_key, high_key):
     """`arrays.in_range` for float32: order keys in [low_key, high_key], finite."""
     bits = _bits(weights)
     out = memory.empty(bits.shape, np.bool_)
-    return _loops().in_range(bits, np.int64(low_key), np.int64(high_key), out).reshape(weights.shape)
+    return _loops().in_range(bits, np.int32(low_key), np.int32(high_key), out).reshape(weights.shape)
 
 
 def fill(weights, mask, value):
@@ -301,13 +301,9 @@ def summary(new, original, with_masks, with_keeps, mask=None):
         or a zero that changes sign, has not changed).
     """
     bits = _bits(new)
-    rows = bits.shape[0]
-    differs = memory.empty(bits.shape if with_masks else (rows, 0), np.bool_)
-    keeps = memory.empty(bits.shape if with_keeps else (rows, 0), np.int32)
-    selected = _mask(mask) if mask is not None else np.zeros((rows, 0), np.bool_)
-    changed, zeros, bad = _loops().summary(
-        bits, _bits(original), bool(with_masks), differs, bool(with_keeps), keeps, selected, mask is not None
-    )
+    differs = memory.empty(bits.shape, np.bool_) if with_masks else None
+    keeps = memory.empty(bits.shape, np.int32) if with_keeps else None
+    changed, zeros, bad = _loops().summary(bits, _bits(original), differs, keeps, None if mask is None else _mask(mask))
     return (
         changed,
         zeros,

@@ -194,14 +194,18 @@ def finite(bits, out):
 
 @_jit
 def _key(word):
-    """arrays.order_keys of one float32's bits, as int64 (computed without a branch)."""
-    magnitude = np.int64(word & _MAGNITUDE)
-    return magnitude - 2 * np.int64(word >> np.uint32(31)) * magnitude
+    """arrays.order_keys of one float32's bits, as int32 (computed without a
+    branch: the magnitude, negated where the sign bit is set). Every key
+    fits, and 32-bit lanes vectorise twice as wide as 64-bit ones (in_range
+    on 4M entries 0.9 to 0.45 ms)."""
+    magnitude = np.int32(word & _MAGNITUDE)
+    sign = np.int32(np.int32(word) >> np.int32(31))  # -1 where negative, else 0
+    return np.int32(np.int32(magnitude ^ sign) - sign)
 
 
 @_jit
 def in_range(bits, low, high, out):
-    """arrays.in_range: finite entries whose order key lies in [low, high]."""
+    """arrays.in_range: finite entries whose order key lies in [low, high] (int32)."""
     flat, done = bits.ravel(), out.ravel()
     for i in range(flat.size):
         key = _key(flat[i])
@@ -408,7 +412,7 @@ def _same(x, y):
 
 
 @_jit
-def _summary_row(new, old, differs, with_masks, keeps, with_keeps, mask, with_introduced):
+def _summary_row(new, old, differs, keeps, mask):
     changes = 0
     zero_count = 0
     introduced = 0
@@ -418,27 +422,34 @@ def _summary_row(new, old, differs, with_masks, keeps, with_keeps, mask, with_in
         zero_count += zero
         differ = not _same(x, y)
         changes += differ
-        if with_masks:
+        if differs is not None:
             differs[i] = differ
-        if with_keeps:
+        if keeps is not None:
             keeps[i] = np.int32(zero) - 1
-        if with_introduced:
+        if mask is not None:
             introduced += mask[i] & (x & _MAGNITUDE >= _INFINITY) & (y & _MAGNITUDE < _INFINITY)
     return changes, zero_count, introduced
 
 
 @_jit
-def summary(new, old, with_masks, differs, with_keeps, keeps, mask, with_introduced):
-    """writer._differs of float32 bits into `differs` (if `with_masks`), and
-    persistence.keep_mask into `keeps` (int32, if `with_keeps`), with the
-    counts of changed and zero entries per row; and, if `with_introduced`,
-    `introduced(mask, new, old)` in the same pass."""
+def _row(array, r):
+    return None if array is None else array[r]
+
+
+@_jit
+def summary(new, old, differs, keeps, mask):
+    """writer._differs of float32 bits into `differs`, and
+    persistence.keep_mask into `keeps` (int32), with the counts of changed
+    and zero entries per row; and `introduced(mask, new, old)` in the same
+    pass. Each of `differs`, `keeps` and `mask` may be None: Numba compiles
+    a loop for each combination, without the arrays left out (as empty
+    placeholders, they made the compiler's run-time overlap checks fail
+    now and then, depending on where they lay in memory, and the loop ran
+    unvectorised: 1.5 to 6.5 or 26 ms on 4M entries)."""
     rows = new.shape[0]
     changed = np.zeros(rows, np.int64)
     zeros = np.zeros(rows, np.int64)
     bad = np.zeros(rows, np.int64)
     for r in range(rows):
-        changed[r], zeros[r], bad[r] = _summary_row(
-            new[r], old[r], differs[r], with_masks, keeps[r], with_keeps, mask[r], with_introduced
-        )
+        changed[r], zeros[r], bad[r] = _summary_row(new[r], old[r], _row(differs, r), _row(keeps, r), _row(mask, r))
     return changed, zeros, bad

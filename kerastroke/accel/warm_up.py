@@ -43,6 +43,14 @@ def main():
         preset.set_model(model)
         preset.apply(0)
         preset.apply(1)
+    # The summary's loop is compiled for each set of arrays it writes or
+    # reads; the presets above use some of them, rules of one's own may use
+    # the others.
+    weights = np.ones((2, 4), np.float32)
+    for with_masks in (False, True):
+        for with_keeps in (False, True):
+            for mask in (None, np.ones((2, 4), np.bool_)):
+                host.summary(weights, weights, with_masks, with_keeps, mask)
     print(f"kerastroke: the CPU path's loops are compiled and cached ({time.perf_counter() - started:.1f} s).")
 
 
