@@ -122,6 +122,39 @@ def test_assign_and_host_reader_give_each_variable_its_own_row(count):
     assert np.array_equal(read(), values + 1.0)  # a reader reads the current values each call
 
 
+def test_consecutive_arrays_are_joined_without_a_copy_and_others_are_not():
+    block = np.arange(24, dtype=np.float32).reshape(4, 2, 3)
+    joined = accel._joined(list(block))
+    assert np.shares_memory(joined, block) and np.array_equal(joined, block)
+    assert joined.flags.writeable == block.flags.writeable
+    assert np.array_equal(accel._joined(list(block[1:3])), block[1:3])
+    # Out of order, with a gap, or apart: None, and the reader stacks them.
+    assert accel._joined(list(block[::-1])) is None
+    assert accel._joined(list(block[::2])) is None
+    assert accel._joined([block[0], block[1].copy()]) is None
+    assert accel._joined([block[0, 0], block[0, 1], block[1, 0].reshape(1, 3)]) is None  # another shape
+
+
+def test_a_reader_views_variables_laid_out_row_after_row_and_reads_each_change(monkeypatch):
+    # On PyTorch, the CPU path's result becomes the variables' memory, rows of
+    # one block; the next read views that block instead of copying it. (Blocks
+    # of 64 KB and more are the CPU path's own: `memory._POOLED_FROM`.)
+    monkeypatch.setattr(accel, "HOST_BACKENDS", {keras.backend.backend(): "every"})
+    variables = [keras.Variable(np.full((128, 128), float(i), "float32")) for i in range(3)]
+    block = memory.empty((3, 128, 128), np.float32)
+    block[...] = np.arange(3, dtype=np.float32)[:, None, None] + 0.5
+    accel.assign(variables, list(block))
+    del block
+    read = accel.host_reader(variables)
+    first = read()
+    np.testing.assert_array_equal(first, np.arange(3, dtype=np.float32)[:, None, None] + np.zeros((3, 128, 128)) + 0.5)
+    if keras.backend.backend() == "torch":
+        assert first.base is not None and isinstance(first.base, accel._Joined)
+    variables[1].assign(np.full((128, 128), 9.0, "float32"))  # in place on PyTorch: still joined
+    np.testing.assert_array_equal(read()[1], np.full((128, 128), 9.0))
+    np.testing.assert_array_equal(read()[2], np.full((128, 128), 2.5))
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="graph calls are TensorFlow's only")
 def test_tensorflow_graph_calls_give_the_same_rows_without_the_private_flat_call(monkeypatch):
     # Graph reads and writes pass the variables' handles to the private

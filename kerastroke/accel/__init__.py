@@ -122,7 +122,11 @@ def host_reader(variables):
     it in place while a read of it is alive), from `_GRAPH_READS_FROM`
     variables all in one graph call per chunk (`_tf_graph`); on PyTorch as
     the tensor's own memory; on JAX as the array's (on a CPU). Several
-    variables are then stacked into one buffer per reader and thread,
+    variables whose memory lies row after row, as the CPU path leaves
+    PyTorch's variables (`assign` hands them the rows of one block, and
+    PyTorch's optimizers update them in place), are viewed as one array
+    without a copy (`_joined`; 4 x 1024^2, 0.75 to 0.02 ms). Other
+    variables are stacked into one buffer per reader and thread,
     reused by every call: the CPU path only reads it, and fresh memory of
     that size costs more than the copy (on this machine glibc hands large
     freed blocks back to the system, and the next use faults every page in
@@ -144,12 +148,47 @@ def host_reader(variables):
 
     def read():
         parts = views()
+        joined = _joined(parts)
+        if joined is not None:
+            return joined
         out = getattr(buffers, "out", None)
         if out is None or out.shape[1:] != parts[0].shape or out.dtype != parts[0].dtype:
             out = buffers.out = np.empty((len(parts),) + parts[0].shape, parts[0].dtype)
         return np.stack(parts, out=out)
 
     return read
+
+
+class _Joined:
+    """The memory of equal, consecutive NumPy arrays as one array's: holds
+    the arrays (and what they view) alive while it is used."""
+
+    __slots__ = ("__array_interface__", "_parts")
+
+
+def _joined(parts):
+    """NumPy arrays of one shape and dtype that lie one after another in
+    memory (rows of one block: PyTorch's variables after the CPU path has
+    written them, which its optimizers update in place) as one array
+    (R, ...) on that memory, without a copy; None if they do not."""
+    first = parts[0]
+    if not first.flags.c_contiguous:
+        return None
+    start, step = first.ctypes.data, first.nbytes
+    for index, part in enumerate(parts):
+        if part.ctypes.data != start + index * step or part.shape != first.shape or part.dtype != first.dtype:
+            return None
+        if not part.flags.c_contiguous:
+            return None
+    joined = _Joined()
+    joined._parts = parts
+    joined.__array_interface__ = {
+        "shape": (len(parts),) + first.shape,
+        "typestr": first.dtype.str,
+        "data": (start, not first.flags.writeable),  # as the parts: Numba compiles read-only arrays apart
+        "version": 3,
+    }
+    return np.asarray(joined)
 
 
 def _host_views(variables):
