@@ -185,7 +185,8 @@ def _joined(parts):
     joined.__array_interface__ = {
         "shape": (len(parts),) + first.shape,
         "typestr": first.dtype.str,
-        "data": (start, not first.flags.writeable),  # as the parts: Numba compiles read-only arrays apart
+        # Read-only if any part is (Numba compiles its loops for read-only arrays apart).
+        "data": (start, not all(part.flags.writeable for part in parts)),
         "version": 3,
     }
     return np.asarray(joined)
