@@ -325,7 +325,7 @@ def test_the_summary_counts_as_the_writer_does(with_masks, with_keeps, with_mask
     changed, zeros, differs, keeps, introduced = host.summary(new, original, with_masks, with_keeps,
                                                               mask if with_mask else None)
 
-    zero_new, zero_old = new == 0, original == 0  # NumPy's comparison: subnormals are not zero
+    zero_new, zero_old = (_bits(new) & 0x7FFFFFFF) == 0, (_bits(original) & 0x7FFFFFFF) == 0  # +0.0 and -0.0 only
     expected_differs = ~((_bits(new) == _bits(original)) | (np.isnan(new) & np.isnan(original)) | (zero_new & zero_old))
     np.testing.assert_array_equal(changed, expected_differs.sum(axis=1))
     np.testing.assert_array_equal(zeros, zero_new.sum(axis=1))
