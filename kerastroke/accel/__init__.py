@@ -132,7 +132,8 @@ def host_reader(variables):
     freed blocks back to the system, and the next use faults every page in
     again; Pruning on 4 x 1024^2, 26 to 10 ms on TensorFlow and 24 to 10 on
     PyTorch). So a call's result is valid until the same thread's next
-    call, and must never be handed to a backend. A single variable's memory
+    call or the next write of the variables, whichever comes first, and
+    must never be handed to a backend. A single variable's memory
     is viewed, not copied.
 
     Example:
