@@ -146,6 +146,16 @@ def test_on_jax_the_masks_are_optimizer_state_during_fit():
 # -- holds ------------------------------------------------------------------------------
 
 
+def test_the_hold_passes_kept_bits_through_and_writes_plus_zero_where_held():
+    # Kept: a subnormal of each sign, a NaN and -0.0 keep their bits; held:
+    # -0.0, NaN and 2.5 all become +0.0 (an AND of the bits, or on TensorFlow
+    # a `where`, which selects without arithmetic).
+    weights = np.array([1e-45, -1e-45, np.nan, -0.0, -0.0, np.nan, 2.5], np.float32)
+    keep = keras.Variable(np.array([-1, -1, -1, -1, 0, 0, 0], "int32"), trainable=False)
+    held = keras.ops.convert_to_numpy(persistence.HoldZeros(keep)(keras.ops.convert_to_tensor(weights)))
+    assert held.view(np.uint32).tolist() == weights.view(np.uint32)[:4].tolist() + [0, 0, 0]
+
+
 @pytest.mark.parametrize("frequency", [1, 3])
 def test_zeros_hold_after_every_optimizer_step(frequency):
     model = _mlp()

@@ -47,11 +47,14 @@ class HoldZeros(keras.constraints.Constraint):
 
     The weights' bit patterns are ANDed with `keep`: all ones where a weight
     may change (its bits pass through untouched, subnormals and NaN
-    included), all zeros where it is held (+0.0). On TensorFlow's CPU kernels
-    one integer AND costs a fraction of a `where` over a boolean mask
-    (measured on a 256-512-512-10 MLP at batch 32: about +1% per epoch
-    against +4 to +8%), and unlike a multiply by a 0/1 mask it never leaves
-    a -0.0 or a NaN in a held entry.
+    included), all zeros where it is held (+0.0). Unlike a multiply by a
+    0/1 mask it never leaves a -0.0 or a NaN in a held entry. On TensorFlow
+    the same is a `where` over `keep` cast to bool, which selects bits
+    without arithmetic: there the integer AND was the slower (17 kernels
+    of 256 x 256 after each step, 1.05 against 0.82 ms; persistent
+    MagnitudePruning's `fit`, in alternation over four pairs of runs,
+    1.157x against 1.095x plain `fit`, medians). On PyTorch the AND is
+    twice as fast as a `where`; under `jax.jit` both fuse.
 
     Args:
         keep: A non-trainable integer `keras.Variable` of the weights' shape,
@@ -78,6 +81,8 @@ class HoldZeros(keras.constraints.Constraint):
         # the JAX trainer's step both read the values it passed in.
         w = ops.convert_to_tensor(w)
         keep = ops.convert_to_tensor(self.keep)
+        if keras.backend.backend() == "tensorflow":
+            return ops.where(ops.cast(keep, "bool"), w, ops.zeros((), w.dtype))
         return ops.view(ops.bitwise_and(ops.view(w, keep.dtype), keep), w.dtype)
 
 
