@@ -173,21 +173,15 @@ def _joined(parts):
     written them, which its optimizers update in place) as one array
     (R, ...) on that memory, without a copy; None if they do not."""
     first = parts[0]
-    if not first.flags.c_contiguous:
+    if not _in_a_row(parts) or any(part.shape != first.shape or part.dtype != first.dtype for part in parts):
         return None
-    start, step = first.ctypes.data, first.nbytes
-    for index, part in enumerate(parts):
-        if part.ctypes.data != start + index * step or part.shape != first.shape or part.dtype != first.dtype:
-            return None
-        if not part.flags.c_contiguous:
-            return None
     joined = _Joined()
     joined._parts = parts
     joined.__array_interface__ = {
         "shape": (len(parts),) + first.shape,
         "typestr": first.dtype.str,
         # Read-only if any part is (Numba compiles its loops for read-only arrays apart).
-        "data": (start, not all(part.flags.writeable for part in parts)),
+        "data": (first.ctypes.data, not all(part.flags.writeable for part in parts)),
         "version": 3,
     }
     return np.asarray(joined)
@@ -432,15 +426,21 @@ def _rows_of_one_block(values):
     path's result, split by `rows`), else None."""
     first = values[0]
     block = memory.owner(first)
-    if block is None or not first.flags.c_contiguous:
+    if block is None or not _in_a_row(values) or any(memory.owner(value) is not block for value in values):
         return None
-    start, step = first.ctypes.data, first.nbytes
-    for index, value in enumerate(values):
-        if memory.owner(value) is not block or value.ctypes.data != start + index * step:
-            return None
     whole = memory.whole(first).reshape(-1).view(np.uint8)
-    offset = start - whole.ctypes.data
-    return whole[offset:offset + len(values) * step].view(first.dtype).reshape((len(values),) + first.shape)
+    offset = first.ctypes.data - whole.ctypes.data
+    return whole[offset:offset + len(values) * first.nbytes].view(first.dtype).reshape((len(values),) + first.shape)
+
+
+def _in_a_row(arrays):
+    """Whether NumPy `arrays` are C-contiguous and lie one after another in
+    memory, each starting where the one before it ends (as far apart as the
+    first one is long)."""
+    first = arrays[0]
+    start, step = first.ctypes.data, first.nbytes
+    return all(array.flags.c_contiguous and array.ctypes.data == start + index * step
+               for index, array in enumerate(arrays))
 
 
 def _lendable(value):
